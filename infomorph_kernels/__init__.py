@@ -1,0 +1,27 @@
+"""infomorph-kernels: fast, exact, differentiable I_sx PID for infomorphic neurons.
+
+    import infomorph_kernels as ik
+    res = ik.pid(sources, theta, bins=20, ranges=(-20.0, 20.0))      # atoms per neuron
+    g = ik.pid_goal(sources, theta, gamma)                           # differentiable goal
+
+Importing never needs a compiled module or a GPU; asking for a backend that is not there raises,
+naming what is missing. See README.md and ../shared/PID_MATH.md for the math.
+"""
+from . import lattice
+from .api import PIDResult, available_backends, pid, pid_distribution, pid_goal
+from .binning import make_binning
+from .dispatch import BACKENDS, backend_status
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BACKENDS",
+    "PIDResult",
+    "available_backends",
+    "backend_status",
+    "lattice",
+    "make_binning",
+    "pid",
+    "pid_distribution",
+    "pid_goal",
+]

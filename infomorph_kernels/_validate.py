@@ -1,0 +1,73 @@
+"""Argument checks shared by every backend: each error names the argument and the expectation."""
+from __future__ import annotations
+
+from typing import Tuple
+
+import torch
+
+FLOAT_DTYPES = (torch.float32, torch.float64)
+
+
+def _describe(t: torch.Tensor) -> str:
+    return f"shape {tuple(t.shape)}, dtype {t.dtype}, device {t.device}"
+
+
+def check_layer_inputs(sources, theta, max_sources: int, check_values: bool = True) -> Tuple[torch.Tensor, torch.Tensor]:
+    """sources: [batch, neurons, n_sources] float32/float64, finite; theta: [batch, neurons], same
+    dtype and device, finite, in [0, 1]. ``check_values=False`` skips the value checks (they read
+    the data, which synchronizes a GPU)."""
+    if not isinstance(sources, torch.Tensor):
+        raise TypeError(f"sources must be a torch.Tensor [batch, neurons, n_sources], got {type(sources).__name__}")
+    if not isinstance(theta, torch.Tensor):
+        raise TypeError(f"theta must be a torch.Tensor [batch, neurons], got {type(theta).__name__}")
+    if sources.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"sources must be float32 or float64, got {sources.dtype}")
+    if sources.dim() != 3:
+        raise ValueError(f"sources must be [batch, neurons, n_sources], got {_describe(sources)}")
+    B, N, n = sources.shape
+    if B < 1:
+        raise ValueError(f"sources must hold at least one sample (batch >= 1), got {_describe(sources)}")
+    if not 1 <= n <= max_sources:
+        raise ValueError(f"sources must have 1..{max_sources} sources in the last dimension, got {n}")
+    if theta.dtype != sources.dtype:
+        raise TypeError(f"theta must have the dtype of sources ({sources.dtype}), got {theta.dtype}")
+    if theta.shape != (B, N):
+        raise ValueError(f"theta must be [batch, neurons] = [{B}, {N}] like sources, got {_describe(theta)}")
+    if theta.device != sources.device:
+        raise ValueError(f"theta must be on the device of sources ({sources.device}), got {theta.device}")
+    if check_values and sources.numel():
+        if not bool(torch.isfinite(sources).all()):
+            raise ValueError("sources must be finite (found NaN or Inf)")
+        t = theta.detach()
+        if not bool(torch.isfinite(t).all()):
+            raise ValueError("theta must be finite (found NaN or Inf)")
+        if not bool(((t >= 0) & (t <= 1)).all()):
+            raise ValueError(
+                f"theta must be a probability in [0, 1], got values in [{t.min().item():.6g}, {t.max().item():.6g}]"
+            )
+    return sources, theta
+
+
+def check_distribution(p, n_sources) -> Tuple[torch.Tensor, int]:
+    """p: [..., n_targets, K_1, ..., K_n] float32/float64 joint pmf: finite, >= 0, sums to 1."""
+    if not isinstance(p, torch.Tensor):
+        raise TypeError(f"p must be a torch.Tensor [..., n_targets, K_1, ..., K_n], got {type(p).__name__}")
+    if p.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"p must be float32 or float64, got {p.dtype}")
+    if n_sources is None:
+        n_sources = p.dim() - 1
+    if isinstance(n_sources, bool) or not isinstance(n_sources, int) or n_sources < 1:
+        raise ValueError(f"n_sources must be an int >= 1, got {n_sources!r}")
+    if p.dim() < n_sources + 1:
+        raise ValueError(f"p must have at least n_sources + 1 = {n_sources + 1} dimensions, got {_describe(p)}")
+    if p.numel() == 0:
+        raise ValueError(f"p must not be empty, got {_describe(p)}")
+    if not bool(torch.isfinite(p).all()):
+        raise ValueError("p must be finite (found NaN or Inf)")
+    if bool((p < 0).any()):
+        raise ValueError("p must be nonnegative")
+    total = p.sum(dim=list(range(p.dim() - n_sources - 1, p.dim())))
+    tol = 1e-5 if p.dtype == torch.float32 else 1e-9
+    if not bool(((total - 1).abs() <= tol).all()):
+        raise ValueError(f"p must sum to 1 over its target and source axes, got sums in [{total.min().item()}, {total.max().item()}]")
+    return p, n_sources

@@ -1,0 +1,66 @@
+"""The one autograd entry point of the fused backends.
+
+``infomorph_kernels::pid_fused`` is a torch.library custom op (with a fake implementation, so
+torch.compile traces through it without a graph break). Its forward runs a fused kernel that
+returns the goal G and dG/dtheta in the same call (PID_MATH.md section 5); its backward only
+scales that saved derivative by the incoming gradient. The redundancies and H(Y) it returns
+alongside are not differentiable: gradients reach theta through the goal.
+"""
+from __future__ import annotations
+
+from typing import List, Tuple
+
+import torch
+from torch import Tensor
+
+from . import dispatch
+
+
+@torch.library.custom_op("infomorph_kernels::pid_fused", mutates_args=())
+def pid_fused(
+    x: Tensor,
+    theta: Tensor,
+    edges: Tensor,
+    nbins: List[int],
+    clamp_lo: Tensor,
+    clamp_hi: Tensor,
+    adaptive: bool,
+    coef: Tensor,
+    w: Tensor,
+    gamma_h: float,
+    need_grad: bool,
+    backend: str,
+) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Returns ``goal [N], red [N, A], h_y [N], dtheta [B, N]`` (dtheta empty unless need_grad)."""
+    fn = dispatch.kernel(backend)
+    red, h_y, dtheta = fn(x, theta, edges, nbins, clamp_lo, clamp_hi, adaptive, coef, w, gamma_h, need_grad)
+    goal = red @ w.to(red.dtype) + gamma_h * h_y
+    return goal, red, h_y, dtheta
+
+
+@pid_fused.register_fake
+def _pid_fused_fake(x, theta, edges, nbins, clamp_lo, clamp_hi, adaptive, coef, w, gamma_h, need_grad, backend):
+    B, N, _ = x.shape
+    A = coef.shape[0]
+    dtheta = x.new_empty((B, N)) if need_grad else x.new_empty((0,))
+    return x.new_empty((N,)), x.new_empty((N, A)), x.new_empty((N,)), dtheta
+
+
+def _setup_context(ctx, inputs, output):
+    _, _, _, dtheta = output
+    ctx.save_for_backward(dtheta)
+    ctx.mark_non_differentiable(output[1], output[2], output[3])
+
+
+def _backward(ctx, g_goal, g_red, g_hy, g_dtheta):
+    (dtheta,) = ctx.saved_tensors
+    if dtheta.numel() == 0:
+        raise RuntimeError(
+            "pid_fused: backward called but the forward ran without need_grad "
+            "(theta did not require grad when the goal was computed)"
+        )
+    grad_theta = g_goal.unsqueeze(0) * dtheta
+    return (None, grad_theta) + (None,) * 10
+
+
+pid_fused.register_autograd(_backward, setup_context=_setup_context)

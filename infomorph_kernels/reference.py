@@ -1,0 +1,190 @@
+"""Pure-torch implementations: the oracle every fused backend is judged against.
+
+* :func:`pid_samples` - backend ``"reference"``: sample-based (PID_MATH.md section 4), batched
+  over neurons, differentiable by torch autograd. Its autograd gradient is the oracle for the fused
+  backward (section 5); the conventions of section 6 come out of the safe logarithms below.
+* :func:`pid_kernel_reference` - the same computation behind the kernel contract's signature
+  (docs/kernel_contract.md), so tests can call every backend and the oracle alike.
+* :func:`pid_dense` - the published algorithm step by step on a dense joint pmf: all marginals,
+  a Python loop over antichains, inclusion-exclusion over the subsets of each antichain. It serves
+  ``pid_distribution`` (any target alphabet) and backend ``"reference_dense"`` (dense K^n
+  theta-weighted histogram first), the yardstick of the benchmarks.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+from typing import List, Optional, Sequence, Tuple
+
+import torch
+
+from . import lattice
+from .binning import Binning, bin_indices
+
+_INV_LN2 = 1.0 / math.log(2.0)
+
+
+def _subset_members(mask: int, n: int) -> List[int]:
+    return [j for j in range(n) if mask >> j & 1]
+
+
+def _safe_log2(v: torch.Tensor, ok: torch.Tensor) -> torch.Tensor:
+    """log2(v) where ok, 0 elsewhere - with a zero gradient (not NaN) where not ok."""
+    return torch.where(ok, torch.log2(torch.where(ok, v, torch.ones_like(v))), torch.zeros_like(v))
+
+
+def _segment_tables(keys: torch.Tensor, values: Sequence[torch.Tensor]) -> List[torch.Tensor]:
+    """Sum each of ``values`` over equal ``keys`` and gather the sums back per element.
+
+    Only the occupied cells are materialized (``torch.unique``), so this works for any number of
+    bins. keys: [B, N] int64; values: [B, N] each. Returns [B, N] each (differentiable).
+    """
+    flat = keys.reshape(-1)
+    uniq, inv = torch.unique(flat, return_inverse=True)
+    out = []
+    for v in values:
+        table = torch.zeros(uniq.numel(), dtype=v.dtype, device=v.device).index_add(0, inv, v.reshape(-1))
+        out.append(table[inv].reshape(keys.shape))
+    return out
+
+
+def pid_samples(
+    bins: torch.Tensor, theta: torch.Tensor, nbins: Sequence[int]
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Redundancies of every antichain and H(Y), sample-based.
+
+    bins: [B, N, n] int64 bin indices; theta: [B, N] firing probability (any float dtype; the
+    computation runs in it; gradients flow through theta).
+    Returns ``red [N, A]`` (gamma order) and ``h_y [N]``, in bits.
+    """
+    B, N, n = bins.shape
+    dtype, device = theta.dtype, theta.device
+    coef = torch.as_tensor(lattice.coef_matrix(n), dtype=dtype, device=device)  # [A, S]
+    thetas = (theta, 1.0 - theta)  # y = fire, silent
+    ones = torch.ones_like(theta, dtype=dtype).detach()
+    neuron = torch.arange(N, device=device).view(1, N)
+    m_cols = ([], [])
+    q_cols = []
+    for s in range(1, 1 << n):
+        key = neuron.clone()
+        for j in _subset_members(s, n):
+            key = key * nbins[j] + bins[..., j]
+        m_f, m_s, cnt = _segment_tables(key, (thetas[0], thetas[1], ones))
+        m_cols[0].append(m_f / B)
+        m_cols[1].append(m_s / B)
+        q_cols.append(cnt / B)  # counts: D carries no gradient (PID_MATH.md section 5)
+    q = torch.stack(q_cols, dim=-1)  # [B, N, S]
+    d = q @ coef.T  # [B, N, A]
+    log_d = torch.log2(d)  # D >= q_full > 0 on every occupied cell
+    p_y = torch.stack([t.mean(dim=0) for t in thetas])  # [2, N]
+    ok_p = p_y > 0
+    log_p = _safe_log2(p_y, ok_p)
+    red = torch.zeros(N, coef.shape[0], dtype=dtype, device=device)
+    for y in range(2):
+        num = torch.stack(m_cols[y], dim=-1) @ coef.T  # N_alpha(y, b_i): [B, N, A]
+        ok = num > 0
+        ell = torch.where(ok, _safe_log2(num, ok) - log_d - log_p[y].view(1, N, 1), torch.zeros_like(num))
+        red = red + (thetas[y].unsqueeze(-1) * ell).sum(dim=0) / B
+    h_y = -(p_y * log_p).sum(dim=0)
+    return red, h_y
+
+
+def pid_kernel_reference(
+    x: torch.Tensor,
+    theta: torch.Tensor,
+    edges: torch.Tensor,
+    nbins: Sequence[int],
+    clamp_lo: torch.Tensor,
+    clamp_hi: torch.Tensor,
+    adaptive: bool,
+    coef: torch.Tensor,
+    w: torch.Tensor,
+    gamma_h: float,
+    need_grad: bool,
+    compute_dtype: Optional[torch.dtype] = None,
+) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The kernel contract (docs/kernel_contract.md) computed by :func:`pid_samples` + autograd.
+
+    Binning happens in x's dtype with the given edges; the rest runs in ``compute_dtype``
+    (default x's dtype; pass torch.float64 to get the oracle for a float32 kernel). ``coef`` must
+    be the lattice's coefficient matrix (it is checked). Outputs are in ``compute_dtype``.
+    """
+    n = x.shape[-1]
+    if not torch.equal(torch.as_tensor(coef).cpu().to(torch.int64), torch.as_tensor(lattice.coef_matrix(n))):
+        raise ValueError("coef must be lattice.coef_matrix(n) (gamma order)")
+    cdt = compute_dtype or x.dtype
+    binning = Binning(list(nbins), edges, clamp_lo, clamp_hi, bool(adaptive))
+    b = bin_indices(x, binning)
+    with torch.enable_grad():
+        th = theta.detach().to(cdt).requires_grad_(need_grad)
+        red, h_y = pid_samples(b, th, binning.nbins)
+        if need_grad:
+            w_t = torch.as_tensor(w, dtype=cdt, device=x.device)
+            goal = (red @ w_t + float(gamma_h) * h_y).sum()
+            (dtheta,) = torch.autograd.grad(goal, th)
+        else:
+            dtheta = torch.empty(0, dtype=cdt, device=x.device)
+    return red.detach(), h_y.detach(), dtheta
+
+
+# ----------------------------------------------------------------------------------------------
+# Dense: the published algorithm
+# ----------------------------------------------------------------------------------------------
+
+
+def pid_dense(p: torch.Tensor, n: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Redundancies and H(Y) of a dense joint pmf, step by step as in the published code.
+
+    p: [..., T, K_1, ..., K_n] (any target alphabet T). Returns ``red [..., A]``, ``h_y [...]``.
+    Union probabilities by inclusion-exclusion over the subsets J of each antichain (a Python loop,
+    on purpose: this is the yardstick). Differentiable; terms with N = 0 contribute 0.
+    """
+    src_dims = [p.dim() - n + j for j in range(n)]
+    t_dim = p.dim() - n - 1
+    marg = {}
+    for s in range(1, 1 << n):
+        drop = [src_dims[j] for j in range(n) if not s >> j & 1]
+        marg[s] = p.sum(dim=drop, keepdim=True) if drop else p
+    p_y = p.sum(dim=src_dims, keepdim=True)  # [..., T, 1, ..., 1]
+    ok_y = p_y > 0
+    log_p_y = _safe_log2(p_y, ok_y)
+    reds = []
+    for alpha in lattice.antichains(n):
+        num = torch.zeros_like(p)
+        den = torch.zeros_like(p)
+        for r in range(1, len(alpha) + 1):
+            sign = 1.0 if r % 2 else -1.0
+            for subset in itertools.combinations(alpha, r):
+                union = 0
+                for m in subset:
+                    union |= m
+                num = num + sign * marg[union]
+                den = den + sign * marg[union].sum(dim=t_dim, keepdim=True)
+        ok = num > 0
+        ratio = _safe_log2(num, ok) - _safe_log2(den, ok) - log_p_y
+        reds.append(torch.where(ok, p * ratio, torch.zeros_like(p)).sum(dim=[t_dim] + src_dims))
+    h_y = -(p_y * log_p_y).sum(dim=[t_dim] + src_dims)
+    return torch.stack(reds, dim=-1), h_y
+
+
+def dense_joint(bins: torch.Tensor, theta: torch.Tensor, nbins: Sequence[int]) -> torch.Tensor:
+    """Theta-weighted dense histogram p(y, s): [N, 2, K_1, ..., K_n] (differentiable in theta)."""
+    B, N, n = bins.shape
+    cells = 1
+    for k in nbins:
+        cells *= k
+    flat = torch.zeros_like(bins[..., 0])
+    for j in range(n):
+        flat = flat * nbins[j] + bins[..., j]
+    idx = (torch.arange(N, device=bins.device).view(1, N) * 2 * cells + flat).reshape(-1)
+    out = torch.zeros(N * 2 * cells, dtype=theta.dtype, device=theta.device)
+    out = out.index_add(0, idx, theta.reshape(-1) / B)
+    out = out.index_add(0, idx + cells, (1.0 - theta).reshape(-1) / B)
+    return out.view(N, 2, *nbins)
+
+
+def pid_dense_samples(
+    bins: torch.Tensor, theta: torch.Tensor, nbins: Sequence[int]
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Backend ``"reference_dense"``: dense histogram, then :func:`pid_dense`."""
+    return pid_dense(dense_joint(bins, theta, nbins), bins.shape[-1])
