@@ -6,7 +6,6 @@ backend chosen by :mod:`.dispatch`.
 """
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from typing import List, Optional, Sequence
 
@@ -47,28 +46,94 @@ class PIDResult:
         return out
 
 
-@functools.lru_cache(maxsize=64)
+@dataclass(frozen=True)
+class _Lattice:
+    """What the API needs of the lattice of n sources, as plain data (cheap to look up in a
+    torch.compile-traced call, which must not trace the lattice's construction)."""
+
+    n_atoms: int
+    full_index: int
+    names: tuple
+    coef: torch.Tensor  # int32 [A, 2^n - 1]
+    moebius: torch.Tensor  # float64 [A, A]
+
+
+_LATTICES = {}
+_ON_DEVICE = {}
+
+
+def _lattice(n: int) -> _Lattice:
+    lat = _LATTICES.get(n)
+    if lat is None:
+        lat = _LATTICES[n] = _Lattice(
+            lattice.n_atoms(n),
+            lattice.full_index(n),
+            tuple(lattice.atom_names(n)),
+            torch.as_tensor(lattice.coef_matrix(n), dtype=torch.int32),
+            torch.as_tensor(lattice.moebius_matrix(n), dtype=torch.float64),
+        )
+    return lat
+
+
+for _n in range(1, MAX_SOURCES_FUSED + 1):  # built at import (~0.1 s), so compiled code finds them
+    _lattice(_n)
+
+
 def _tables(n: int, device: torch.device):
-    coef = torch.as_tensor(lattice.coef_matrix(n), dtype=torch.int32, device=device)
-    moebius = torch.as_tensor(lattice.moebius_matrix(n), dtype=torch.float64, device=device)
-    return coef, moebius
+    """(coef int32, moebius float64) on ``device``, cached per device."""
+    key = (n, str(device))
+    pair = _ON_DEVICE.get(key)
+    if pair is None:
+        lat = _lattice(n)
+        pair = _ON_DEVICE[key] = (lat.coef.to(device), lat.moebius.to(device))
+    return pair
 
 
 def _result(red, h_y, goal, n, labels, backend) -> PIDResult:
     _, moebius = _tables(n, red.device)
     atoms = red @ moebius.T.to(red.dtype)
-    mi = red[..., lattice.full_index(n)]
+    lat = _lattice(n)
+    mi = red[..., lat.full_index]
     return PIDResult(
         atoms=atoms,
         redundancies=red,
         h_res=h_y - mi,
         h_y=h_y,
         mutual_information=mi,
-        names=lattice.atom_names(n, labels),
+        names=list(lat.names) if labels is None else lattice.atom_names(n, labels),
         backend=backend,
         n_sources=n,
         goal=goal,
     )
+
+
+def _goal_weights(gamma, n, labels, device, validate) -> Optional[torch.Tensor]:
+    """gamma -> ``wg`` [A + 1] float64 (weights on the redundancies, then gamma_H), or None.
+
+    A tensor gamma stays a tensor (traceable by torch.compile, differentiable: goals can be learned);
+    lists and dicts of names go through :func:`lattice.gamma_vector`.
+    """
+    if gamma is None:
+        return None
+    lat = _lattice(n)
+    a = lat.n_atoms
+    if isinstance(gamma, torch.Tensor):
+        if gamma.shape != (a + 1,):
+            raise ValueError(
+                f"gamma must have n_atoms + 1 = {a + 1} entries for {n} sources (H_res last), got shape {tuple(gamma.shape)}"
+            )
+        if not gamma.is_floating_point():
+            raise TypeError(f"gamma must be a floating tensor, got {gamma.dtype}")
+        if validate and not bool(torch.isfinite(gamma).all()):
+            raise ValueError("gamma must be finite (no NaN/Inf)")
+        g = gamma.to(device=device, dtype=torch.float64)
+    else:
+        g = torch.as_tensor(lattice.gamma_vector(gamma, n, labels), device=device)
+    _, moebius = _tables(n, device)
+    w = moebius.T @ g[:-1]
+    full = torch.zeros(a + 1, dtype=torch.float64, device=device)
+    full[lat.full_index] = 1.0
+    return torch.cat([w, g[-1:]]) - full * g[-1]
 
 
 def pid(
@@ -103,25 +168,23 @@ def pid(
             raise ValueError(f"labels must name the {n} sources, got {len(labels)}")
     binning = make_binning(n, bins, ranges, sources.dtype, sources.device)
     name = dispatch.choose(backend, sources.device)
-    gamma_np = lattice.gamma_vector(gamma, n, labels) if gamma is not None else None
+    wg = _goal_weights(gamma, n, labels, sources.device, validate)
     if name in dispatch.REFERENCE_BACKENDS:
         b = bin_indices(sources, binning)
         fn = pid_samples if name == "reference" else pid_dense_samples
         red, h_y = fn(b, theta, binning.nbins)
         goal = None
-        if gamma_np is not None:
-            w, g_h = lattice.goal_weights(gamma_np, n)
-            goal = red @ torch.as_tensor(w, dtype=red.dtype, device=red.device) + g_h * h_y
+        if wg is not None:
+            wg = wg.to(red.dtype)
+            goal = red @ wg[:-1] + wg[-1] * h_y
         return _result(red, h_y, goal, n, labels, name)
     if n > MAX_SOURCES_FUSED:
         raise ValueError(f"backend {name!r} serves up to {MAX_SOURCES_FUSED} sources, got {n}")
     coef, _ = _tables(n, sources.device)
-    if gamma_np is not None:
-        w_np, g_h = lattice.goal_weights(gamma_np, n)
-    else:
-        w_np, g_h = [0.0] * coef.shape[0], 0.0
-    w = torch.as_tensor(w_np, dtype=torch.float64, device=sources.device)
-    need_grad = gamma_np is not None and theta.requires_grad and torch.is_grad_enabled()
+    has_goal = wg is not None
+    if not has_goal:
+        wg = torch.zeros(coef.shape[0] + 1, dtype=torch.float64, device=sources.device)
+    need_grad = has_goal and theta.requires_grad and torch.is_grad_enabled()
     goal, red, h_y, _ = pid_fused(
         sources.detach().contiguous(),
         theta.contiguous(),
@@ -131,12 +194,11 @@ def pid(
         binning.clamp_hi,
         binning.adaptive,
         coef,
-        w,
-        g_h,
+        wg,
         need_grad,
         name,
     )
-    return _result(red, h_y, goal if gamma_np is not None else None, n, labels, name)
+    return _result(red, h_y, goal if has_goal else None, n, labels, name)
 
 
 def pid_goal(

@@ -26,20 +26,25 @@ def pid_fused(
     clamp_hi: Tensor,
     adaptive: bool,
     coef: Tensor,
-    w: Tensor,
-    gamma_h: float,
+    wg: Tensor,
     need_grad: bool,
     backend: str,
 ) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Returns ``goal [N], red [N, A], h_y [N], dtheta [B, N]`` (dtheta empty unless need_grad)."""
+    """Returns ``goal [N], red [N, A], h_y [N], dtheta [B, N]`` (dtheta empty unless need_grad).
+
+    ``wg`` [A + 1] float64: the goal weights on the redundancies, then gamma_H
+    (``G = wg[:-1] . I + wg[-1] H(Y)``, :func:`lattice.goal_weights`).
+    """
     fn = dispatch.kernel(backend)
+    w = wg[:-1].contiguous()
+    gamma_h = float(wg[-1])
     red, h_y, dtheta = fn(x, theta, edges, nbins, clamp_lo, clamp_hi, adaptive, coef, w, gamma_h, need_grad)
     goal = red @ w.to(red.dtype) + gamma_h * h_y
     return goal, red, h_y, dtheta
 
 
 @pid_fused.register_fake
-def _pid_fused_fake(x, theta, edges, nbins, clamp_lo, clamp_hi, adaptive, coef, w, gamma_h, need_grad, backend):
+def _pid_fused_fake(x, theta, edges, nbins, clamp_lo, clamp_hi, adaptive, coef, wg, need_grad, backend):
     B, N, _ = x.shape
     A = coef.shape[0]
     dtheta = x.new_empty((B, N)) if need_grad else x.new_empty((0,))
@@ -47,20 +52,24 @@ def _pid_fused_fake(x, theta, edges, nbins, clamp_lo, clamp_hi, adaptive, coef, 
 
 
 def _setup_context(ctx, inputs, output):
-    _, _, _, dtheta = output
-    ctx.save_for_backward(dtheta)
-    ctx.mark_non_differentiable(output[1], output[2], output[3])
+    _, red, h_y, dtheta = output
+    ctx.save_for_backward(red, h_y, dtheta)
+    ctx.mark_non_differentiable(red, h_y, dtheta)
 
 
 def _backward(ctx, g_goal, g_red, g_hy, g_dtheta):
-    (dtheta,) = ctx.saved_tensors
-    if dtheta.numel() == 0:
-        raise RuntimeError(
-            "pid_fused: backward called but the forward ran without need_grad "
-            "(theta did not require grad when the goal was computed)"
-        )
-    grad_theta = g_goal.unsqueeze(0) * dtheta
-    return (None, grad_theta) + (None,) * 10
+    red, h_y, dtheta = ctx.saved_tensors
+    grad_theta = grad_wg = None
+    if ctx.needs_input_grad[1]:
+        if dtheta.numel() == 0:
+            raise RuntimeError(
+                "pid_fused: backward called but the forward ran without need_grad "
+                "(theta did not require grad when the goal was computed)"
+            )
+        grad_theta = g_goal.unsqueeze(0) * dtheta
+    if ctx.needs_input_grad[8]:  # the goal is linear in its weights
+        grad_wg = torch.cat([g_goal @ red, (g_goal * h_y).sum().view(1)]).to(torch.float64)
+    return (None, grad_theta) + (None,) * 6 + (grad_wg, None, None)
 
 
 pid_fused.register_autograd(_backward, setup_context=_setup_context)

@@ -1,0 +1,145 @@
+"""Backend ``"cpu"``: the fused C++ engine (csrc/cpu, OpenMP over neurons, pybind11 module ``_cpu``).
+
+One call computes a whole layer: binning, the theta-weighted marginal tables, the redundancies of
+every antichain, H(Y) and (``need_grad``) dG/dtheta - docs/kernel_contract.md is the contract and
+``infomorph_kernels.reference.pid_kernel_reference`` the oracle.
+
+Importing this module never fails: the compiled module is loaded lazily, and
+:func:`is_available` / :func:`unavailable_reason` say whether it is there and how to build it.
+
+Threads: by default as many as ``torch.get_num_threads()`` (which follows ``OMP_NUM_THREADS`` and
+``torch.set_num_threads``); :func:`set_num_threads` overrides that for this backend, and
+``pid_kernel_cpu(..., num_threads=k)`` for one call. Results do not depend on the thread count
+(each neuron runs on one thread, bit-identical).
+"""
+from __future__ import annotations
+
+from typing import Optional, Sequence, Tuple
+
+import torch
+
+_BUILD_HINT = "run `pip install --no-build-isolation -e .` (or `python setup.py build_ext --inplace`)"
+
+_module = None
+_import_error: Optional[str] = None
+_loaded = False
+_num_threads: Optional[int] = None
+
+
+def _load():
+    global _module, _import_error, _loaded
+    if not _loaded:
+        _loaded = True
+        try:
+            from . import _cpu  # noqa: PLC0415 - optional compiled module
+
+            _module = _cpu
+        except ImportError as e:
+            _import_error = str(e)
+    return _module
+
+
+def is_available() -> bool:
+    """True if the compiled C++ CPU engine can be imported."""
+    return _load() is not None
+
+
+def unavailable_reason() -> str:
+    """Why the engine cannot run ("" if it can), with the command that builds it."""
+    if _load() is not None:
+        return ""
+    return f"the C++ CPU engine (infomorph_kernels._cpu) is not built: {_BUILD_HINT} [import error: {_import_error}]"
+
+
+def set_num_threads(num_threads: Optional[int]) -> None:
+    """Threads used by this backend; ``None`` follows ``torch.get_num_threads()`` again."""
+    global _num_threads
+    if num_threads is not None:
+        if isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 1:
+            raise ValueError(f"num_threads must be an int >= 1 or None, got {num_threads!r}")
+    _num_threads = num_threads
+
+
+def get_num_threads() -> int:
+    """Threads the next call will use (unless it passes num_threads)."""
+    return _num_threads if _num_threads is not None else max(1, torch.get_num_threads())
+
+
+def _check_cpu_tensor(name: str, t, dtype, shape) -> torch.Tensor:
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    if t.device.type != "cpu":
+        raise ValueError(f"{name} must be on the CPU for backend 'cpu', got device {t.device}")
+    if dtype is not None and t.dtype != dtype:
+        raise TypeError(f"{name} must have dtype {dtype}, got {t.dtype}")
+    if shape is not None and tuple(t.shape) != tuple(shape):
+        raise ValueError(f"{name} must have shape {tuple(shape)}, got {tuple(t.shape)}")
+    return t.detach().contiguous()
+
+
+def pid_kernel_cpu(
+    x: torch.Tensor,
+    theta: torch.Tensor,
+    edges: torch.Tensor,
+    nbins: Sequence[int],
+    clamp_lo: torch.Tensor,
+    clamp_hi: torch.Tensor,
+    adaptive: bool,
+    coef: torch.Tensor,
+    w: torch.Tensor,
+    gamma_h: float,
+    need_grad: bool,
+    *,
+    num_threads: Optional[int] = None,
+) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The kernel contract on the CPU engine.
+
+    x: [B, N, n] float32/float64; theta: [B, N] same dtype, in [0, 1]; edges: [n, Kmax + 1];
+    nbins: n ints >= 1; clamp_lo/clamp_hi: [n]; coef: [A, 2^n - 1] integer; w: [A] (need_grad);
+    returns ``red [N, A]``, ``h_y [N]``, ``dtheta [B, N]`` (numel 0 unless need_grad), in x's dtype.
+    The caller's tensors are never written.
+    """
+    mod = _load()
+    if mod is None:
+        raise RuntimeError(f"backend 'cpu' cannot run: {unavailable_reason()}")
+    if not isinstance(x, torch.Tensor) or x.dim() != 3:
+        raise ValueError(f"x must be a [batch, neurons, sources] tensor, got {getattr(x, 'shape', type(x).__name__)}")
+    if x.dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"x must be float32 or float64, got {x.dtype}")
+    B, N, n = (int(v) for v in x.shape)
+    dt = x.dtype
+    if isinstance(nbins, torch.Tensor):
+        nbins = nbins.tolist()
+    nbins = [int(k) for k in nbins]
+    if len(nbins) != n:
+        raise ValueError(f"nbins must have one entry per source ({n}), got {len(nbins)}")
+    x = _check_cpu_tensor("x", x, dt, None)
+    theta = _check_cpu_tensor("theta", theta, dt, (B, N))
+    if edges.dim() != 2 or edges.shape[0] != n:
+        raise ValueError(f"edges must be [{n}, Kmax + 1], got shape {tuple(edges.shape)}")
+    edges = _check_cpu_tensor("edges", edges, dt, None)
+    clamp_lo = _check_cpu_tensor("clamp_lo", clamp_lo, dt, (n,))
+    clamp_hi = _check_cpu_tensor("clamp_hi", clamp_hi, dt, (n,))
+    S = (1 << n) - 1
+    coef = torch.as_tensor(coef)
+    if coef.dim() != 2 or coef.shape[1] != S:
+        raise ValueError(f"coef must be [A, {S}] for {n} sources, got shape {tuple(coef.shape)}")
+    coef = _check_cpu_tensor("coef", coef.to(torch.int32), torch.int32, None)
+    A = int(coef.shape[0])
+    red = torch.empty((N, A), dtype=dt)
+    h_y = torch.empty((N,), dtype=dt)
+    if need_grad:
+        w = _check_cpu_tensor("w", torch.as_tensor(w, dtype=torch.float64), torch.float64, (A,))
+        dtheta = torch.empty((B, N), dtype=dt)
+    else:
+        w = None
+        dtheta = torch.empty((0,), dtype=dt)
+    threads = get_num_threads() if num_threads is None else int(num_threads)
+    mod.pid_layer(
+        x.data_ptr(), theta.data_ptr(), edges.data_ptr(), int(edges.shape[1]), nbins,
+        clamp_lo.data_ptr(), clamp_hi.data_ptr(), bool(adaptive),
+        coef.data_ptr(), A, w.data_ptr() if w is not None else 0, float(gamma_h), bool(need_grad),
+        B, N, dt == torch.float64,
+        red.data_ptr(), h_y.data_ptr(), dtheta.data_ptr() if need_grad else 0, threads,
+    )  # fmt: skip
+    return red, h_y, dtheta
