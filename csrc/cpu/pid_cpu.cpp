@@ -1,0 +1,177 @@
+// pybind11 module infomorph_kernels._cpu: the fused I_sx PID engine of a whole layer, one call.
+//
+// The caller (infomorph_kernels/cpu_backend.py) allocates every tensor with torch and passes raw
+// data pointers as Python ints, so this module never includes torch headers (fast build, no torch
+// C++ ABI coupling). Host code here checks arguments and chooses the template; the math is in
+// pid_cpu_kernel.h (formulas at its top; shared/PID_MATH.md, docs/kernel_contract.md).
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <omp.h>
+
+#include <atomic>
+#include <cstdint>
+#include <cstdlib>
+#include <memory>
+#include <new>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "pid_common.h"
+#include "pid_cpu_kernel.h"
+
+namespace py = pybind11;
+
+namespace infomorph {
+namespace cpu {
+namespace {
+
+struct LayerPointers {
+    uintptr_t x, theta, edges, clamp_lo, clamp_hi, red, h_y, dtheta;
+};
+
+// AVX2 + FMA kernels when the CPU has them; INFOMORPH_CPU_BASELINE=1 forces the portable ones
+// (to compare the two paths, or to rule one out).
+bool use_avx2() {
+#ifdef INFOMORPH_HAVE_AVX2_PATH
+    static const bool ok = [] {
+        const char* env = std::getenv("INFOMORPH_CPU_BASELINE");
+        if (env != nullptr && env[0] == '1') return false;
+        __builtin_cpu_init();
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    }();
+    return ok;
+#else
+    return false;
+#endif
+}
+
+// OpenMP over neurons; each neuron runs entirely on one thread with that thread's workspace, so the
+// result of a neuron does not depend on the thread count or the schedule (bit-identical).
+template <typename T, int NSRC>
+void run_layer(const LayerPlan& plan, const LayerPointers& ptr, int num_threads) {
+    const T* x = reinterpret_cast<const T*>(ptr.x);
+    const T* theta = reinterpret_cast<const T*>(ptr.theta);
+    const T* edges = reinterpret_cast<const T*>(ptr.edges);
+    const T* lo = reinterpret_cast<const T*>(ptr.clamp_lo);
+    const T* hi = reinterpret_cast<const T*>(ptr.clamp_hi);
+    T* red = reinterpret_cast<T*>(ptr.red);
+    T* h_y = reinterpret_cast<T*>(ptr.h_y);
+    T* dtheta = reinterpret_cast<T*>(ptr.dtheta);
+    const int64_t N = plan.N;
+    auto neuron_fn = &pid_neuron_base<T, NSRC>;
+#ifdef INFOMORPH_HAVE_AVX2_PATH
+    if (use_avx2()) neuron_fn = &pid_neuron_avx2<T, NSRC>;
+#endif
+    // an exception must not leave an OpenMP region: record it and rethrow after the join
+    std::atomic<int> failed{0};
+    const int threads = int(std::max<int64_t>(1, std::min<int64_t>(num_threads, N)));
+#pragma omp parallel num_threads(threads)
+    {
+        std::unique_ptr<Workspace> ws;
+        try {
+            ws.reset(new Workspace(plan));
+        } catch (...) {
+            failed.store(1);
+        }
+#pragma omp for schedule(dynamic)
+        for (int64_t neuron = 0; neuron < N; ++neuron) {
+            if (ws) neuron_fn(plan, *ws, neuron, x, theta, edges, lo, hi, red, h_y, dtheta);
+        }
+    }
+    if (failed.load())
+        throw std::bad_alloc();
+}
+
+template <typename T>
+void run_layer_n(const LayerPlan& plan, const LayerPointers& ptr, int num_threads) {
+    switch (plan.n) {
+        case 1: run_layer<T, 1>(plan, ptr, num_threads); break;
+        case 2: run_layer<T, 2>(plan, ptr, num_threads); break;
+        case 3: run_layer<T, 3>(plan, ptr, num_threads); break;
+        case 4: run_layer<T, 4>(plan, ptr, num_threads); break;
+        default: throw std::invalid_argument("number of sources must be 1..4");
+    }
+}
+
+void require(bool ok, const std::string& msg) {
+    if (!ok) throw std::invalid_argument(msg);
+}
+
+// See docs/kernel_contract.md for the meaning of every argument. Shapes (all C-contiguous):
+// x [batch, neurons, n], theta [batch, neurons], edges [n, edge_stride], clamp_lo/hi [n],
+// coef [num_antichains, 2^n - 1] int32, w [num_antichains] float64 (need_grad only),
+// outputs red [neurons, num_antichains], h_y [neurons], dtheta [batch, neurons] (need_grad only).
+void pid_layer(uintptr_t x, uintptr_t theta, uintptr_t edges, int64_t edge_stride,
+               std::vector<int64_t> nbins, uintptr_t clamp_lo, uintptr_t clamp_hi, bool adaptive,
+               uintptr_t coef, int64_t num_antichains, uintptr_t w, double gamma_h, bool need_grad,
+               int64_t batch, int64_t neurons, bool is_double, uintptr_t red, uintptr_t h_y,
+               uintptr_t dtheta, int64_t num_threads) {
+    const int64_t n = int64_t(nbins.size());
+    require(n >= 1 && n <= kMaxSources,
+            "nbins: the engine serves 1 to 4 sources, got " + std::to_string(n));
+    require(batch >= 1, "x: the batch must hold at least one sample, got batch = " +
+                            std::to_string(batch));
+    // per-thread buffers are indexed with int32 products (sample * subsets <= 2^27 * 15 < 2^31)
+    require(batch <= (int64_t(1) << 27), "x: batch must be <= 2^27 samples, got " +
+                                             std::to_string(batch));
+    require(neurons >= 0, "x: neurons must be >= 0, got " + std::to_string(neurons));
+    require(num_antichains >= 1 && num_antichains <= (int64_t(1) << 20),
+            "coef: needs 1 to 2^20 rows (antichains), got " + std::to_string(num_antichains));
+    require(num_threads >= 1, "num_threads must be >= 1, got " + std::to_string(num_threads));
+    checked_full_cells(nbins);  // ValueError naming the 2^28 limit
+    int64_t kmax = 0;
+    for (int64_t k : nbins) kmax = std::max(kmax, k);
+    require(edge_stride >= kmax + 1, "edges: rows must hold max(nbins) + 1 = " +
+                                         std::to_string(kmax + 1) + " entries, got " +
+                                         std::to_string(edge_stride));
+    require(edges && clamp_lo && clamp_hi && coef, "pid_layer: a data pointer is null");
+    require(!need_grad || w, "pid_layer: need_grad requires the w pointer");
+    if (neurons == 0) return;  // empty layer: nothing to compute (its pointers may be null)
+    require(x && theta && red && h_y && (!need_grad || dtheta), "pid_layer: a data pointer is null");
+
+    LayerPlan plan(nbins, reinterpret_cast<const int32_t*>(coef), int(num_antichains),
+                   need_grad ? reinterpret_cast<const double*>(w) : nullptr, batch);
+    plan.B = batch;
+    plan.N = neurons;
+    plan.n = int(n);
+    plan.A = int(num_antichains);
+    plan.S = (1 << n) - 1;
+    plan.K.assign(nbins.begin(), nbins.end());
+    plan.edge_stride = edge_stride;
+    plan.adaptive = adaptive;
+    plan.need_grad = need_grad;
+    plan.gamma_h = gamma_h;
+    LayerPointers ptr{x, theta, edges, clamp_lo, clamp_hi, red, h_y, dtheta};
+
+    py::gil_scoped_release release;  // pure C++ from here on: let other Python threads run
+    if (is_double)
+        run_layer_n<double>(plan, ptr, int(num_threads));
+    else
+        run_layer_n<float>(plan, ptr, int(num_threads));
+}
+
+}  // namespace
+}  // namespace cpu
+}  // namespace infomorph
+
+PYBIND11_MODULE(_cpu, m) {
+    m.doc() = "Fused I_sx PID engine on the CPU (OpenMP over neurons). Called through "
+              "infomorph_kernels.cpu_backend.pid_kernel_cpu, which passes torch data pointers.";
+    m.def("pid_layer", &infomorph::cpu::pid_layer, py::arg("x"), py::arg("theta"), py::arg("edges"),
+          py::arg("edge_stride"), py::arg("nbins"), py::arg("clamp_lo"), py::arg("clamp_hi"),
+          py::arg("adaptive"), py::arg("coef"), py::arg("num_antichains"), py::arg("w"),
+          py::arg("gamma_h"), py::arg("need_grad"), py::arg("batch"), py::arg("neurons"),
+          py::arg("is_double"), py::arg("red"), py::arg("h_y"), py::arg("dtheta"),
+          py::arg("num_threads"),
+          "Fill red [neurons, A], h_y [neurons] and (need_grad) dtheta [batch, neurons] for a whole "
+          "layer. Pointers are data addresses of C-contiguous CPU tensors; see "
+          "docs/kernel_contract.md.");
+    m.def("max_threads", []() { return omp_get_max_threads(); },
+          "OpenMP's default thread count in this process.");
+    m.def("simd_path", []() { return std::string(infomorph::cpu::use_avx2() ? "avx2" : "baseline"); },
+          "Which compiled kernel flavour runs on this CPU: 'avx2' (AVX2 + FMA) or 'baseline'.");
+    m.attr("MAX_CELLS") = infomorph::kMaxCells;
+    m.attr("MAX_SOURCES") = infomorph::kMaxSources;
+}

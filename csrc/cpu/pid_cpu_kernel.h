@@ -1,0 +1,467 @@
+// Fused I_sx PID forward + backward of a whole layer on the CPU: OpenMP over neurons.
+//
+// Per neuron (shared/PID_MATH.md sections 2, 4, 5; docs/kernel_contract.md is the exact contract):
+//   m_s(y, c) = (1/B) sum_i theta_i(y) [cell_s(b_i) = c],   q_s(c) = count_s(c) / B
+//   N_a(y) = sum_s C[a, s] m_s(y, cell_s(b)),   D_a = sum_s C[a, s] q_s(cell_s(b))
+//   I(a)   = (1/B) sum_i sum_y theta_i(y) (log2 N_a(y, b_i) - log2 D_a(b_i) - log2 p(y))
+//   u_i(y, s) = (1/B) theta_i(y) sum_a w_a C[a, s] / N_a(y, b_i),   T_s(y, c) = sum_{i in c} u_i(y, s)
+//   g_j(y) = (1/B) [sum_a w_a l_a(y, b_j) + (1/ln2) sum_s T_s(y, cell_s(b_j))
+//                   - [p(y) > 0] ((1/ln2) sum_a w_a + gamma_h (log2 p(y) + 1/ln2))]
+//   dtheta_j = g_j(fire) - g_j(silent)
+//
+// Why it is organised around occupied joint cells rather than samples: every per-sample quantity
+// above (N, D, l, u, g) depends on sample i only through its joint cell b_i, and on theta_i(y) as a
+// plain factor. So the engine
+//   1. bins the B samples and deduplicates their joint cells (first-appearance order, so results are
+//      deterministic and independent of the thread that runs the neuron), accumulating per joint
+//      cell M(y) = sum_{i in cell} theta_i(y) and the count;
+//   2. folds the U occupied joint cells into the 2^n - 2 proper-subset tables;
+//   3. evaluates N, D, logs, redundancies and the T scatter once per occupied joint cell, kLanes
+//      cells at a time in structure-of-arrays form so that every step (C m, log2, 1/N, C^T w/N) is
+//      a vector loop over cells;
+//   4. gathers T per joint cell and writes dtheta to every sample of the cell.
+// Work is O(B + U * (nnz(C) + A)) with U <= min(B, prod K): U ~ B for random inputs, far less for
+// trained networks (activity concentrated in few cells). No table is swept densely: tables hold
+// only occupied cells in compact slots (direct index map when the subset's cell count is small,
+// open addressing otherwise) and are reset sparsely through their lists of used keys.
+//
+// Units: tables hold raw sums (not divided by B). log2 N - log2 D is unit-free, and
+// (1/B) sum theta_i(y) (-log2 p(y)) = -p(y) log2 p(y), so I(a) = (1/B) sum_cells sum_y M(y)
+// (log2 N_a - log2 D_a) + H(Y). Likewise u_i's 1/B cancels the 1/B of the normalised N.
+// D_a is an exact integer count (<= B), so log2 D_a is read from a table of log2 of integers.
+//
+// Exactness: every term of C m for antichain a is a marginal of an event contained in the union
+// event, so |terms| <= N_a and the inclusion-exclusion loses only a few ulp relative to N_a.
+// Still, N_a(y) := max(N_a(y), M(y)) (a true lower bound: p(y, s) <= N_a(y, s)) guarantees
+// N_a > 0 wherever theta weight sits, so no log of 0 and no NaN can appear; where M(y) = 0 the
+// terms are multiplied by 0 (forward) or masked by N_a(y) > 0 (backward), as the contract says.
+//
+// Two compiled flavours of the same source: baseline x86-64 (or any target) and AVX2 + FMA, picked
+// at run time (pid_cpu.cpp, use_avx2). Vector code uses GCC/Clang vector types (pid_cpu_simd.h).
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+#include "pid_common.h"
+#include "pid_cpu_simd.h"
+
+namespace infomorph {
+namespace cpu {
+
+constexpr double kInvLn2 = 1.4426950408889634;  // 1 / ln 2
+constexpr int kHalves = 2;                       // vectors per lane group
+constexpr int kLanes = kHalves * kVec;           // joint cells evaluated together (8)
+constexpr int64_t kMaxLogTable = int64_t(1) << 16;  // batch sizes served by the log2-of-int table
+
+// Everything a neuron needs that does not change across neurons (read-only, shared by threads).
+struct LayerPlan {
+    int64_t B = 0, N = 0;
+    int n = 0, A = 0, S = 0;
+    std::vector<int> K;            // [n]
+    int64_t edge_stride = 0;       // row stride of edges (Kmax + 1)
+    bool adaptive = false, need_grad = false;
+    double gamma_h = 0.0;
+    CellLayout layout;
+    SparseCoef coef;
+    std::vector<double> w;         // [A] goal weights (dense: sum_a w_a l_a(y) of the backward)
+    std::vector<double> log2_int;  // [B + 1] log2(c) for integer counts (empty when B is huge)
+
+    LayerPlan(const std::vector<int64_t>& nbins, const int32_t* c, int A_, const double* w_,
+              int64_t batch)
+        : layout(nbins), coef(c, A_, (1 << int(nbins.size())) - 1, w_) {
+        if (w_ != nullptr) w.assign(w_, w_ + A_);
+        if (batch <= kMaxLogTable) {
+            log2_int.resize(size_t(batch) + 1);
+            log2_int[0] = 0.0;  // never read for a real cell (D >= 1); padding lanes use D = 1
+            for (int64_t c2 = 1; c2 <= batch; ++c2) log2_int[size_t(c2)] = std::log2(double(c2));
+        }
+    }
+};
+
+// Accumulators of one occupied cell of one subset table: raw marginal sums for y = fire/silent and
+// the count side by side (one cache line serves N for both y and D), plus the backward scatter T.
+struct CellAcc {
+    double m0, m1, cnt, t0, t1;
+};
+
+// Occupied cells of one subset table, in compact slots 0..used-1 (first-appearance order).
+// Invariant between neurons: every map entry is empty and every accumulator is zero, so creating a
+// slot is just taking the next index (branch-free in the direct map, where for random inputs about
+// half of all lookups create a cell and a branch would be mispredicted).
+class CellTable {
+public:
+    void init(int64_t cells, int64_t batch) {
+        const int64_t cap = std::min<int64_t>(cells, batch);
+        acc_.assign(size_t(cap), CellAcc{0.0, 0.0, 0.0, 0.0, 0.0});
+        slot_key_.resize(size_t(cap) + 1);  // +1: the branch-free insert writes one past used_
+        // A direct map costs 4 bytes per cell of the subset; past 2^15 cells (128 KB) an open
+        // addressing table sized to the batch stays in L1/L2 where the direct one would not.
+        direct_ = cells <= (int64_t(1) << 15) || cells <= 4 * cap;
+        if (direct_) {
+            dmap_.assign(size_t(cells), -1);
+        } else {
+            int lg = 1;
+            while ((int64_t(1) << lg) < 2 * cap) ++lg;
+            hmask_ = (uint32_t(1) << lg) - 1;
+            hshift_ = uint32_t(32 - lg);
+            hkey_.assign(size_t(hmask_) + 1, kEmpty);
+            hval_.assign(size_t(hmask_) + 1, 0);
+            slot_pos_.resize(size_t(cap));
+        }
+        used_ = 0;
+    }
+
+    // Slot of `key`, created on first touch (its accumulator is already zero).
+    INFOMORPH_INLINE int32_t slot(uint32_t key) {
+        if (direct_) {
+            const int32_t old = dmap_[key];
+            const int32_t fresh = old >> 31;                 // all ones if the cell is new
+            const int32_t v = (old & ~fresh) | (used_ & fresh);
+            dmap_[key] = v;
+            slot_key_[used_] = key;                          // kept only if the cell is new
+            used_ -= fresh;
+            return v;
+        }
+        uint32_t h = (key * 0x9E3779B1u) >> hshift_;  // Fibonacci hashing
+        while (true) {
+            const uint32_t k = hkey_[h];
+            if (k == key) return hval_[h];
+            if (k == kEmpty) break;
+            h = (h + 1) & hmask_;
+        }
+        const int32_t v = used_++;
+        hkey_[h] = key;
+        hval_[h] = v;
+        slot_pos_[v] = h;
+        return v;
+    }
+
+    // Sparse reset: only the entries this neuron touched (never a sweep of all cells).
+    void reset() {
+        if (direct_) {
+            for (int32_t v = 0; v < used_; ++v) dmap_[slot_key_[v]] = -1;
+        } else {
+            for (int32_t v = 0; v < used_; ++v) hkey_[slot_pos_[v]] = kEmpty;
+        }
+        std::fill(acc_.begin(), acc_.begin() + used_, CellAcc{0.0, 0.0, 0.0, 0.0, 0.0});
+        used_ = 0;
+    }
+
+    int32_t used() const { return used_; }
+    CellAcc* acc() { return acc_.data(); }
+
+private:
+    static constexpr uint32_t kEmpty = 0xFFFFFFFFu;  // cell indices are < 2^28
+    bool direct_ = true;
+    int32_t used_ = 0;
+    std::vector<CellAcc> acc_;
+    std::vector<uint32_t> slot_key_;
+    std::vector<int32_t> dmap_;
+    std::vector<uint32_t> hkey_;
+    std::vector<int32_t> hval_;
+    std::vector<uint32_t> slot_pos_;
+    uint32_t hmask_ = 0, hshift_ = 0;
+};
+
+// Per-thread buffers, allocated once per thread per layer call, reused for every neuron.
+struct Workspace {
+    std::vector<CellTable> tab;        // [S + 1], tab[s] for subset mask s (tab[S] = joint cells)
+    std::vector<int32_t> sample_uid;   // [B] joint-cell slot of each sample
+    std::vector<int32_t> ubins;        // [B * n] bins of each occupied joint cell
+    std::vector<int32_t> slots;        // [B * S] slot of each occupied joint cell in each table
+    std::vector<double> wl;            // [2 * B] sum_a w_a l_a(y) per occupied joint cell
+    // lane buffers, kHalves vectors of kVec cells per row
+    // (plain double storage viewed as vd: vd is declared with 8-byte alignment for exactly this)
+    std::vector<double> gath;          // [3][S][kHalves] vd: gathered m(fire), m(silent), count
+    std::vector<double> nd, lnd;       // [3][A][kHalves] vd: N(fire), N(silent), D and their log2
+    std::vector<double> ratio;         // [A][kHalves] vd: M(y) / N_a(y)
+    std::vector<double> red_lane;      // [A][kHalves] vd
+
+    explicit Workspace(const LayerPlan& p) {
+        tab.resize(size_t(p.S) + 1);
+        for (int s = 1; s <= p.S; ++s) tab[s].init(p.layout.cells[s], p.B);
+        sample_uid.resize(size_t(p.B));
+        ubins.resize(size_t(p.B) * p.n);
+        slots.resize(size_t(p.B) * p.S);
+        if (p.need_grad) wl.resize(size_t(2 * p.B));
+        gath.resize(size_t(3) * p.S * kLanes);
+        nd.resize(size_t(3) * p.A * kLanes);
+        lnd.resize(size_t(3) * p.A * kLanes);
+        ratio.resize(size_t(p.A) * kLanes);
+        red_lane.resize(size_t(p.A) * kLanes);
+    }
+};
+
+// One neuron. T: input/output dtype (float or double); NSRC: number of sources (compile time, so the
+// loops over sources and subsets unroll); kFma: the AVX2 + FMA flavour (see pid_neuron_avx2).
+template <typename T, int NSRC, bool kFma>
+INFOMORPH_INLINE void pid_neuron_body(const LayerPlan& p, Workspace& ws, int64_t neuron,
+                                      const T* __restrict x, const T* __restrict theta,
+                                      const T* __restrict edges, const T* __restrict clamp_lo,
+                                      const T* __restrict clamp_hi, T* __restrict red,
+                                      T* __restrict h_y, T* __restrict dtheta) {
+    constexpr int S = (1 << NSRC) - 1;
+    constexpr int L = kLanes;
+    const int64_t B = p.B, N = p.N;
+    const int A = p.A;
+    const uint32_t* __restrict stride = p.layout.stride.data();
+
+    // ---- 1. binning (contract rule, in dtype T) and dedup of joint cells ----
+    T lo[NSRC], hi[NSRC], scale[NSRC];
+    double e0[NSRC], inv_width[NSRC];
+    int K[NSRC];
+    uint32_t jstride[NSRC];
+    for (int j = 0; j < NSRC; ++j) {
+        lo[j] = clamp_lo[j];
+        hi[j] = clamp_hi[j];
+        K[j] = p.K[j];
+        e0[j] = double(edges[j * p.edge_stride]);
+        inv_width[j] = bin_guess_scale(edges + j * p.edge_stride, K[j]);
+        jstride[j] = stride[S * NSRC + j];
+        scale[j] = T(0);
+    }
+    if (p.adaptive) {
+        for (int64_t i = 0; i < B; ++i) {
+            const T* xi = x + (i * N + neuron) * NSRC;
+            for (int j = 0; j < NSRC; ++j) {
+                const T a = std::abs(xi[j]);
+                scale[j] = a > scale[j] ? a : scale[j];
+            }
+        }
+    }
+    CellTable& joint = ws.tab[S];
+    int32_t* __restrict sample_uid = ws.sample_uid.data();
+    int32_t* __restrict ubins = ws.ubins.data();
+    double P0 = 0.0, P1 = 0.0;  // raw sums of theta(fire), theta(silent): p(y) = P_y / B
+    for (int64_t i = 0; i < B; ++i) {
+        const T* xi = x + (i * N + neuron) * NSRC;
+        int b[NSRC];
+        uint32_t cell = 0;
+        for (int j = 0; j < NSRC; ++j) {
+            T v = xi[j];
+            if (p.adaptive && scale[j] > T(0)) v = v / scale[j];  // one IEEE division in dtype T
+            b[j] = bin_index<T>(v, edges + j * p.edge_stride, K[j], lo[j], hi[j], e0[j], inv_width[j]);
+            cell += uint32_t(b[j]) * jstride[j];
+        }
+        const int32_t u = joint.slot(cell);
+        for (int j = 0; j < NSRC; ++j) ubins[u * NSRC + j] = b[j];  // same cell, same bins
+        sample_uid[i] = u;
+        // theta(silent) = 1 - theta(fire) per sample in double, never count - sum (cancellation)
+        const double t0 = double(theta[i * N + neuron]);
+        const double t1 = 1.0 - t0;
+        CellAcc& c = joint.acc()[u];
+        c.m0 += t0;
+        c.m1 += t1;
+        c.cnt += 1.0;
+        P0 += t0;
+        P1 += t1;
+    }
+    const int32_t U = joint.used();
+
+    // ---- 2. fold the occupied joint cells into the proper-subset tables ----
+    int32_t* __restrict slots = ws.slots.data();
+    CellAcc* accp[S];
+    for (int s = 0; s < S; ++s) accp[s] = ws.tab[s + 1].acc();
+    for (int32_t u = 0; u < U; ++u) {
+        const int32_t* bu = ubins + u * NSRC;
+        const CellAcc& ju = accp[S - 1][u];
+        for (int s = 1; s < S; ++s) {
+            uint32_t cell = 0;
+            for (int j = 0; j < NSRC; ++j) cell += uint32_t(bu[j]) * stride[s * NSRC + j];
+            const int32_t v = ws.tab[s].slot(cell);
+            CellAcc& c = accp[s - 1][v];
+            c.m0 += ju.m0;
+            c.m1 += ju.m1;
+            c.cnt += ju.cnt;
+            slots[u * S + (s - 1)] = v;
+        }
+        slots[u * S + (S - 1)] = u;
+    }
+
+    // ---- 3. kLanes occupied joint cells at a time: N, D, logs, redundancies, T scatter ----
+    const double invB = 1.0 / double(B);
+    const double p0 = P0 * invB, p1 = P1 * invB;
+    const double lp[2] = {P0 > 0.0 ? std::log2(p0) : 0.0, P1 > 0.0 ? std::log2(p1) : 0.0};
+    const double H = (P0 > 0.0 ? -p0 * lp[0] : 0.0) + (P1 > 0.0 ? -p1 * lp[1] : 0.0);
+
+    const int* __restrict row_ptr = p.coef.row_ptr.data();
+    const int* __restrict row_col = p.coef.row_col.data();
+    const double* __restrict row_val = p.coef.row_val.data();
+    const int* __restrict col_ptr = p.coef.col_ptr.data();
+    const int* __restrict col_row = p.coef.col_row.data();
+    const double* __restrict col_val = p.coef.col_val.data();
+    const double* __restrict wd = p.w.data();
+    const double* __restrict log2_int = p.log2_int.data();
+    const bool int_table = !p.log2_int.empty();
+    constexpr int V = kHalves;
+    vd* __restrict gm0 = reinterpret_cast<vd*>(ws.gath.data());           // [S][V]
+    vd* __restrict gm1 = gm0 + S * V;              // [S][V]
+    vd* __restrict gcn = gm1 + S * V;              // [S][V]
+    vd* __restrict nd = reinterpret_cast<vd*>(ws.nd.data());              // [3][A][V]: N(fire), N(silent), D
+    vd* __restrict lnd = reinterpret_cast<vd*>(ws.lnd.data());            // log2 of nd
+    vd* __restrict ratio = reinterpret_cast<vd*>(ws.ratio.data());        // [A][V]
+    vd* __restrict red_lane = reinterpret_cast<vd*>(ws.red_lane.data());  // [A][V]
+    double* __restrict wl = p.need_grad ? ws.wl.data() : nullptr;
+    for (int i = 0; i < A * V; ++i) red_lane[i] = vsplat(0.0);
+
+    for (int32_t u0 = 0; u0 < U; u0 += L) {
+        const int nl = std::min<int32_t>(L, U - u0);
+        // gather the 2^n - 1 marginals of each cell; padding lanes get m = 0, count = 1, which
+        // makes N = 0, D = 1 and weight M = 0: they contribute exactly nothing
+        for (int s = 0; s < S; ++s)
+            for (int h = 0; h < V; ++h) {
+                gm0[s * V + h] = vsplat(0.0);
+                gm1[s * V + h] = vsplat(0.0);
+                gcn[s * V + h] = vsplat(1.0);
+            }
+        for (int l = 0; l < nl; ++l) {
+            const int32_t* su = slots + (u0 + l) * S;
+            const int h = l / kVec, e = l % kVec;
+            for (int s = 0; s < S; ++s) {
+                const CellAcc& c = accp[s][su[s]];
+                gm0[s * V + h][e] = c.m0;
+                gm1[s * V + h][e] = c.m1;
+                gcn[s * V + h][e] = c.cnt;
+            }
+        }
+        const vd* M0 = gm0 + (S - 1) * V;  // the joint cell's own theta mass M(y) and count
+        const vd* M1 = gm1 + (S - 1) * V;
+        const vd* Cn = gcn + (S - 1) * V;
+        // N_a(y) = C m(y), D_a = C count, with the lower bounds of the header comment
+        for (int a = 0; a < A; ++a) {
+            vd n0[V], n1[V], d[V];
+            for (int h = 0; h < V; ++h) n0[h] = n1[h] = d[h] = vsplat(0.0);
+            for (int k = row_ptr[a]; k < row_ptr[a + 1]; ++k) {
+                const int s = row_col[k];
+                const vd vc = vsplat(row_val[k]);
+                for (int h = 0; h < V; ++h) {
+                    n0[h] = vfma<kFma>(vc, gm0[s * V + h], n0[h]);
+                    n1[h] = vfma<kFma>(vc, gm1[s * V + h], n1[h]);
+                    d[h] = vfma<kFma>(vc, gcn[s * V + h], d[h]);
+                }
+            }
+            for (int h = 0; h < V; ++h) {
+                nd[a * V + h] = vmax(n0[h], M0[h]);
+                nd[(A + a) * V + h] = vmax(n1[h], M1[h]);
+                nd[(2 * A + a) * V + h] = vmax(d[h], Cn[h]);
+            }
+        }
+        for (int i = 0; i < 2 * A * V; ++i) lnd[i] = log2v<kFma>(nd[i]);
+        if (int_table) {  // D is an exact integer in [1, B]
+            for (int i = 2 * A * V; i < 3 * A * V; ++i)
+                for (int e = 0; e < kVec; ++e) lnd[i][e] = log2_int[int64_t(nd[i][e])];
+        } else {
+            for (int i = 2 * A * V; i < 3 * A * V; ++i) lnd[i] = log2v<kFma>(nd[i]);
+        }
+        const vd* l0 = lnd;
+        const vd* l1 = lnd + A * V;
+        const vd* ld = lnd + 2 * A * V;
+        // redundancies: M(y) = 0 multiplies the (finite) log of N = 0 by 0
+        for (int a = 0; a < A; ++a)
+            for (int h = 0; h < V; ++h) {
+                const int i = a * V + h;
+                red_lane[i] += M0[h] * (l0[i] - ld[i]) + M1[h] * (l1[i] - ld[i]);
+            }
+        if (!p.need_grad) continue;
+
+        for (int y = 0; y < 2; ++y) {
+            const vd* ny = nd + y * A * V;
+            const vd* ly = lnd + y * A * V;
+            const vd* My = y == 0 ? M0 : M1;
+            const double lpy = lp[y];
+            // sum_a w_a l_a(y) with l := 0 where N_a(y) = 0: a sample with theta_j(y) = 0 still
+            // receives this term of its gradient
+            vd acc[V];
+            for (int h = 0; h < V; ++h) acc[h] = vsplat(0.0);
+            for (int a = 0; a < A; ++a) {
+                const double wa = wd[a];
+                for (int h = 0; h < V; ++h) {
+                    const int i = a * V + h;
+                    acc[h] += vselect(ny[i] > 0.0, wa * (ly[i] - ld[i] - lpy), vsplat(0.0));
+                }
+            }
+            for (int l = 0; l < nl; ++l) wl[2 * (u0 + l) + y] = acc[l / kVec][l % kVec];
+            // u summed over the cell: M(y) sum_a w_a C[a, s] / N_a(y); M / N <= 1 since N >= M,
+            // and M = N = 0 gives 0 / 1
+            for (int i = 0; i < A * V; ++i)
+                ratio[i] = My[i % V] / vselect(ny[i] > 0.0, ny[i], vsplat(1.0));
+            for (int s = 0; s < S; ++s) {
+                vd v[V];
+                for (int h = 0; h < V; ++h) v[h] = vsplat(0.0);
+                for (int k = col_ptr[s]; k < col_ptr[s + 1]; ++k) {
+                    const vd vc = vsplat(col_val[k]);
+                    const vd* r = ratio + col_row[k] * V;
+                    for (int h = 0; h < V; ++h) v[h] = vfma<kFma>(vc, r[h], v[h]);
+                }
+                // second scatter: T_s(y, cell_s) += u
+                for (int l = 0; l < nl; ++l) {
+                    CellAcc& c = accp[s][slots[(u0 + l) * S + s]];
+                    const double val = v[l / kVec][l % kVec];
+                    if (y == 0)
+                        c.t0 += val;
+                    else
+                        c.t1 += val;
+                }
+            }
+        }
+    }
+
+    for (int a = 0; a < A; ++a) {
+        double r = 0.0;
+        for (int l = 0; l < L; ++l) r += red_lane[a * V + l / kVec][l % kVec];
+        red[neuron * A + a] = T(r * invB + H);
+    }
+    h_y[neuron] = T(H);
+
+    // ---- 4. backward, part 2: gather T per occupied joint cell, dtheta per sample ----
+    if (p.need_grad) {
+        const double c0 = P0 > 0.0 ? p.coef.sum_w * kInvLn2 + p.gamma_h * (lp[0] + kInvLn2) : 0.0;
+        const double c1 = P1 > 0.0 ? p.coef.sum_w * kInvLn2 + p.gamma_h * (lp[1] + kInvLn2) : 0.0;
+        for (int32_t u = 0; u < U; ++u) {
+            const int32_t* su = slots + u * S;
+            double G0 = 0.0, G1 = 0.0;
+            for (int s = 0; s < S; ++s) {
+                const CellAcc& c = accp[s][su[s]];
+                G0 += c.t0;
+                G1 += c.t1;
+            }
+            const double gf = (wl[2 * u] + G0 * kInvLn2 - c0) * invB;
+            const double gs = (wl[2 * u + 1] + G1 * kInvLn2 - c1) * invB;
+            wl[2 * u] = gf - gs;  // the cell's dtheta, in place of its (consumed) fire entry
+        }
+        for (int64_t i = 0; i < B; ++i) dtheta[i * N + neuron] = T(wl[2 * sample_uid[i]]);
+    }
+
+    for (int s = 1; s <= S; ++s) ws.tab[s].reset();
+}
+
+// The two compiled flavours of the neuron kernel; run_layer picks one per call with
+// __builtin_cpu_supports (no -march flag needed at build time, no illegal instruction at run time).
+template <typename T, int NSRC>
+void pid_neuron_base(const LayerPlan& p, Workspace& ws, int64_t neuron, const T* x, const T* theta,
+                     const T* edges, const T* lo, const T* hi, T* red, T* h_y, T* dtheta) {
+    pid_neuron_body<T, NSRC, false>(p, ws, neuron, x, theta, edges, lo, hi, red, h_y, dtheta);
+}
+
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#define INFOMORPH_HAVE_AVX2_PATH 1
+// fp-contract=fast lets GCC fuse the a * b + c of vfma (and the log polynomial) into FMAs here only;
+// the body is always_inline, so it is compiled with these options inside this function.
+#if defined(__clang__)
+#define INFOMORPH_AVX2_FLAVOUR __attribute__((target("avx2,fma")))
+#else
+#define INFOMORPH_AVX2_FLAVOUR __attribute__((target("avx2,fma"), optimize("fp-contract=fast")))
+#endif
+template <typename T, int NSRC>
+INFOMORPH_AVX2_FLAVOUR void pid_neuron_avx2(const LayerPlan& p, Workspace& ws, int64_t neuron,
+                                            const T* x, const T* theta, const T* edges, const T* lo,
+                                            const T* hi, T* red, T* h_y, T* dtheta) {
+    pid_neuron_body<T, NSRC, true>(p, ws, neuron, x, theta, edges, lo, hi, red, h_y, dtheta);
+}
+#endif
+
+}  // namespace cpu
+}  // namespace infomorph
