@@ -6,31 +6,37 @@ synchronization, no Python loop over neurons or antichains.
 
 Design
 ------
-*Persistent programs, one neuron at a time.* The grid holds ``G = min(N, ~4 x SMs, memory budget)``
-programs; program ``p`` handles neurons ``p, p + G, ...``. Each program owns a private slot of a
-global workspace (allocated with ``torch.empty`` by the launcher, so no memset):
+*Persistent programs, one neuron at a time.* The grid holds ``G = min(N, SMs x resident CTAs,
+workspace budget)`` programs (resident CTAs learned from the compiled kernel's registers after the
+first launch, 4 before); program ``p`` handles neurons ``p, p + G, ...``. Each program owns a
+private slot of a global workspace (allocated with ``torch.empty`` by the launcher: no memset):
 
 * ``mws [G, CELLS, 4]``: per cell of every source subset ``(m_fire, m_silent, count, pad)`` as raw
-  sums (not divided by B); one 16-byte record (one sector in float32) per cell, so a gather is one
-  vector load and the tables of the ~4 x SMs neurons in flight stay mostly L2-resident
-  (n = 3, K = 20, float32: 9,260 cells x 16 B = 148 KB per program);
+  sums (not divided by B); the three values of a record share one 32-byte sector, and the tables
+  of the neurons in flight mostly stay in L2 (n = 3, K = 20, float32: 9,260 cells x 16 B = 148 KB
+  per program, ~60 MB for 396 resident programs on an H100);
 * ``tws [G, CELLS, 2]``: the backward tables ``T_s(y, cell)``;
 * ``codes [G, B]`` int32: the joint bin code of every sample of the current neuron.
 
 ``CELLS = sum over subsets s of prod_{j in s} K_j``. Per neuron the program makes 4 passes over
-its B samples in chunks of BLOCK_B, separated by CTA barriers (``tl.debug_barrier``; it also
-orders the global-memory accesses of the CTA, and workspace reads use ``.cg`` so they are served by
-L2, where the atomics land):
+its B samples in chunks of BLOCK_B, separated by CTA barriers (``tl.debug_barrier``, which also
+orders the CTA's global-memory accesses); workspace reads use ``.cg`` (served by L2, where the
+atomics land, never by a stale L1 line from the previous neuron):
 
-1. bin (binary search over the passed edges, adaptive scaling first when asked - a preceding
-   max|x| pass), store the joint code, zero exactly the cells this neuron will touch (this is why
-   the workspace needs no memset and is never cleaned), sum theta for p(y);
-2. scatter: ``tl.atomic_add`` of (theta, 1 - theta) and 1 into the subset cells of every sample;
-3. gather the 2^n - 1 records per sample, inclusion-exclusion with the coefficient matrix baked in
-   as constexpr (unrolled at compile time, zero terms pruned), logarithms, per-antichain sums into
-   a register vector [APAD]; with ``need_grad``: ``sum_a w_a l_a(y)`` is parked in ``dtheta`` and
-   ``u(y, s)`` is scattered into ``tws``;
+1. bin (binary search over the passed edges, after a max|x| pass when adaptive), store the joint
+   code, zero exactly the cells this neuron will touch (why the workspace needs no memset and is
+   never cleaned), sum theta for p(y);
+2. scatter: ``tl.atomic_add`` (relaxed) of theta, 1 - theta and 1 into the subset cells;
+3. gather the 2^n - 1 records per sample, inclusion-exclusion, one logarithm per (antichain, y),
+   per-lane partial sums of the redundancies (reduced once per neuron); with ``need_grad``,
+   ``sum_a w_a l_a(y)`` is parked in ``dtheta`` and ``u(y, s)`` is scattered into ``tws``;
 4. (need_grad) gather T, finish ``dtheta``.
+
+For n <= 3 (<= 18 antichains) the antichain loop is unrolled at compile time with the coefficient
+matrix as constexpr (zero terms pruned, +-1 without multiplies) and the per-lane sums live in
+registers. For n = 4 (166 antichains) full unrolling took ~6 minutes to compile and spilled ~6 KB
+per thread, so the antichain loop is a runtime loop that reads ``coef`` from memory (copied to the
+device once) and keeps the per-lane sums in a scratch ``[G, A, BLOCK_B]``.
 
 Alternatives considered
 -----------------------
@@ -75,6 +81,10 @@ MAX_SOURCES = 4
 # Workspace budget (bytes) for the per-program tables; bounds the grid for large tables (n = 4).
 WORKSPACE_BYTES = int(os.environ.get("INFOMORPH_TRITON_WORKSPACE_BYTES", str(512 << 20)))
 PROGRAMS_PER_SM = 4
+# Up to this many antichains (n <= 3) the antichain loop is unrolled at compile time with the
+# coefficients as constants and per-lane sums in registers; beyond (n = 4: 166 antichains) it is a
+# runtime loop reading coef from memory, with the per-lane sums in a small scratch.
+UNROLL_MAX_ANTICHAINS = 32
 
 
 def _interpret() -> bool:
@@ -106,20 +116,20 @@ if triton is not None:
 
     def _pid_fused_kernel(
         x_ptr, theta_ptr, edges_ptr, clo_ptr, chi_ptr, wg_ptr,
-        red_ptr, hy_ptr, dth_ptr, code_ptr, mws_ptr, tws_ptr,
+        red_ptr, hy_ptr, dth_ptr, code_ptr, mws_ptr, tws_ptr, rl_ptr, coef_ptr,
         B, N, edge_stride,
         NSRC: tl.constexpr, KS: tl.constexpr, JSTR: tl.constexpr, NSTEPS: tl.constexpr,
         S: tl.constexpr, SUBOFF: tl.constexpr, SUBSTR: tl.constexpr, CELLS: tl.constexpr,
         COEF: tl.constexpr, NA: tl.constexpr, APAD: tl.constexpr,
         ADAPTIVE: tl.constexpr, NEED_GRAD: tl.constexpr, IS_F64: tl.constexpr,
-        BLOCK_B: tl.constexpr,
+        UNROLL: tl.constexpr, BLOCK_B: tl.constexpr,
     ):
         """Fused I_sx PID of neurons pid, pid + G, ... (PID_MATH.md sections 4-5).
 
         x: [B, N, NSRC]; theta, dth: [B, N]; red: [N, NA]; hy: [N]; wg: [NA + 1] = (w, gamma_h).
         Per sample i and antichain a (raw sums, i.e. B times the probabilities):
           N_a(y) = sum_s C[a, s] m_s(y, cell_s(b_i)),  D_a = sum_s C[a, s] count_s(cell_s(b_i))
-          l_a(y) = log2 N_a(y) - log2 D_a - log2 P(y) + log2 B   (0 where N_a(y) = 0)
+          l_a(y) = log2(N_a(y) B / (D_a P(y)))   (0 where N_a(y) = 0; P(y) = sum_i theta_i(y))
           red[a] = (1/B) sum_i sum_y theta_i(y) l_a(y)
         Backward: u(y, s) = theta_i(y) sum_a w_a C[a, s] / N_a(y), T_s = scatter of u,
           B g_i(y) = sum_a w_a l_a(y) + (1/ln2) sum_s T_s(y, cell_s(b_i)) - [P(y) > 0] c(y).
@@ -130,22 +140,24 @@ if triton is not None:
         nprog = tl.num_programs(0)
         lanes = tl.arange(0, BLOCK_B)
         a_idx = tl.arange(0, APAD)
-        col4 = tl.arange(0, 4)
-        col2 = tl.arange(0, 2)
         mslot = mws_ptr + pid.to(tl.int64) * (CELLS * 4)
         tslot = tws_ptr + pid.to(tl.int64) * (CELLS * 2)
         cslot = code_ptr + pid.to(tl.int64) * B
+        rslot = rl_ptr + pid.to(tl.int64) * (NA * BLOCK_B)
         b_f = (B * 1.0).to(ACC)
-        log2_b = tl.log2(b_f)
 
+        W = ()
+        wsum = tl.load(wg_ptr + 0) * 0.0
+        gamma_h = tl.load(wg_ptr + NA)
         if NEED_GRAD:
-            W = ()
-            wsum = tl.load(wg_ptr + 0).to(ACC) * 0.0
-            for a in tl.static_range(NA):
-                wa = tl.load(wg_ptr + a).to(ACC)
-                W = W + (wa,)
-                wsum += wa
-            gamma_h = tl.load(wg_ptr + NA).to(ACC)
+            if UNROLL:
+                for a in tl.static_range(NA):
+                    wa = tl.load(wg_ptr + a)
+                    W = W + (wa,)
+                    wsum += wa
+            else:
+                for a in range(NA):
+                    wsum += tl.load(wg_ptr + a)
 
         for nid in range(pid, N, nprog):
             # ---- adaptive scale: max |x| per source over the batch --------------------------
@@ -202,16 +214,18 @@ if triton is not None:
                     bs = bs + (b,)
                     code += b * JSTR[j]
                 tl.store(cslot + offs, code, mask=msk)
-                zero4 = tl.zeros([BLOCK_B, 4], ACC)
-                zero2 = tl.zeros([BLOCK_B, 2], ACC)
+                zero = tl.zeros([BLOCK_B], ACC)
                 for s in tl.static_range(S):
                     cell = tl.zeros([BLOCK_B], tl.int32) + SUBOFF[s]
                     for j in tl.static_range(NSRC):
                         if SUBSTR[s * NSRC + j] != 0:
                             cell += bs[j] * SUBSTR[s * NSRC + j]
-                    tl.store(mslot + cell[:, None] * 4 + col4[None, :], zero4, mask=msk[:, None])
+                    tl.store(mslot + cell * 4, zero, mask=msk)
+                    tl.store(mslot + cell * 4 + 1, zero, mask=msk)
+                    tl.store(mslot + cell * 4 + 2, zero, mask=msk)
                     if NEED_GRAD:
-                        tl.store(tslot + cell[:, None] * 2 + col2[None, :], zero2, mask=msk[:, None])
+                        tl.store(tslot + cell * 2, zero, mask=msk)
+                        tl.store(tslot + cell * 2 + 1, zero, mask=msk)
                 th = tl.load(theta_ptr + row, mask=msk, other=0.0)
                 pv0 += th
                 pv1 += tl.where(msk, 1.0 - th, 0.0)
@@ -226,22 +240,33 @@ if triton is not None:
                 row = offs.to(tl.int64) * N + nid
                 code = tl.load(cslot + offs, mask=msk, other=0)
                 th = tl.load(theta_ptr + row, mask=msk, other=0.0)
-                vals = tl.join(th, 1.0 - th)  # [BLOCK_B, 2]
+                th1 = 1.0 - th
                 ones = tl.zeros([BLOCK_B], ACC) + 1.0
+                bs = ()
+                for j in tl.static_range(NSRC):
+                    bs = bs + ((code // JSTR[j]) % KS[j],)
                 for s in tl.static_range(S):
                     cell = tl.zeros([BLOCK_B], tl.int32) + SUBOFF[s]
                     for j in tl.static_range(NSRC):
                         if SUBSTR[s * NSRC + j] != 0:
-                            cell += ((code // JSTR[j]) % KS[j]) * SUBSTR[s * NSRC + j]
-                    tl.atomic_add(mslot + cell[:, None] * 4 + col2[None, :], vals,
-                                  mask=msk[:, None], sem="relaxed")
+                            cell += bs[j] * SUBSTR[s * NSRC + j]
+                    tl.atomic_add(mslot + cell * 4, th, mask=msk, sem="relaxed")
+                    tl.atomic_add(mslot + cell * 4 + 1, th1, mask=msk, sem="relaxed")
                     tl.atomic_add(mslot + cell * 4 + 2, ones, mask=msk, sem="relaxed")
             tl.debug_barrier()
 
             # ---- pass 3: gather, inclusion-exclusion, logarithms, backward scatter -------------
-            lp0 = tl.log2(tl.where(p0 > 0, p0, 1.0))
-            lp1 = tl.log2(tl.where(p1 > 0, p1, 1.0))
-            redacc = tl.zeros([APAD], ACC)
+            # l = log2(N_raw * B / (D_raw * P_raw)): one logarithm of an O(1) ratio per (a, y) keeps
+            # the float32 error below that of log N - log D - log p (terms of magnitude ~log2 B)
+            q0 = b_f / tl.where(p0 > 0, p0, 1.0)  # 1 / p(fire)
+            q1 = b_f / tl.where(p1 > 0, p1, 1.0)
+            RL = ()  # UNROLL: per-lane partial sums, one vector per antichain, reduced per neuron
+            if UNROLL:
+                for a in tl.static_range(NA):
+                    RL = RL + (tl.zeros([BLOCK_B], ACC),)
+            else:  # the same partial sums in this program's scratch rows [NA, BLOCK_B]
+                for a in range(NA):
+                    tl.store(rslot + a * BLOCK_B + lanes, tl.zeros([BLOCK_B], ACC))
             for start in range(0, B, BLOCK_B):
                 offs = start + lanes
                 msk = offs < B
@@ -249,6 +274,9 @@ if triton is not None:
                 code = tl.load(cslot + offs, mask=msk, other=0)
                 th = tl.load(theta_ptr + row, mask=msk, other=0.0)
                 th1 = tl.where(msk, 1.0 - th, 0.0)
+                bs = ()
+                for j in tl.static_range(NSRC):
+                    bs = bs + ((code // JSTR[j]) % KS[j],)
                 CELL = ()
                 M0 = ()
                 M1 = ()
@@ -257,97 +285,148 @@ if triton is not None:
                     cell = tl.zeros([BLOCK_B], tl.int32) + SUBOFF[s]
                     for j in tl.static_range(NSRC):
                         if SUBSTR[s * NSRC + j] != 0:
-                            cell += ((code // JSTR[j]) % KS[j]) * SUBSTR[s * NSRC + j]
-                    rec = tl.load(mslot + cell[:, None] * 4 + col4[None, :], mask=msk[:, None],
-                                  other=1.0, cache_modifier=".cg")  # (m_fire, m_silent, count, pad)
-                    ev, od = tl.split(tl.reshape(rec, [BLOCK_B, 2, 2]))  # cols (0, 2), (1, 3)
-                    f0, f2 = tl.split(ev)
-                    f1, _f3 = tl.split(od)
+                            cell += bs[j] * SUBSTR[s * NSRC + j]
+                    # masked lanes read 1s: every N, D is then 1 (the coefficients sum to 1)
+                    rec = mslot + cell * 4
                     CELL = CELL + (cell,)
-                    M0 = M0 + (f0,)
-                    M1 = M1 + (f1,)
-                    CN = CN + (f2,)
+                    M0 = M0 + (tl.load(rec, mask=msk, other=1.0, cache_modifier=".cg"),)
+                    M1 = M1 + (tl.load(rec + 1, mask=msk, other=1.0, cache_modifier=".cg"),)
+                    CN = CN + (tl.load(rec + 2, mask=msk, other=1.0, cache_modifier=".cg"),)
+                wl0 = tl.zeros([BLOCK_B], ACC)
+                wl1 = tl.zeros([BLOCK_B], ACC)
+                U0 = ()
+                U1 = ()
                 if NEED_GRAD:
-                    wl0 = tl.zeros([BLOCK_B], ACC)
-                    wl1 = tl.zeros([BLOCK_B], ACC)
-                    U0 = ()
-                    U1 = ()
                     for s in tl.static_range(S):
                         U0 = U0 + (tl.zeros([BLOCK_B], ACC),)
                         U1 = U1 + (tl.zeros([BLOCK_B], ACC),)
-                for a in tl.static_range(NA):
-                    n0 = tl.zeros([BLOCK_B], ACC)
-                    n1 = tl.zeros([BLOCK_B], ACC)
-                    dd = tl.zeros([BLOCK_B], ACC)
-                    for s in tl.static_range(S):
-                        if COEF[a * S + s] == 1:
-                            n0 += M0[s]
-                            n1 += M1[s]
-                            dd += CN[s]
-                        elif COEF[a * S + s] == -1:
-                            n0 -= M0[s]
-                            n1 -= M1[s]
-                            dd -= CN[s]
-                        elif COEF[a * S + s] != 0:
-                            n0 += COEF[a * S + s] * M0[s]
-                            n1 += COEF[a * S + s] * M1[s]
-                            dd += COEF[a * S + s] * CN[s]
-                    ok0 = n0 > 0
-                    ok1 = n1 > 0
-                    lpd = tl.log2(tl.where(dd > 0, dd, 1.0)) + lp0 - log2_b  # D >= count_full >= 1
-                    l0 = tl.where(ok0, tl.log2(tl.where(ok0, n0, 1.0)) - lpd, 0.0)
-                    lpd1 = lpd - lp0 + lp1
-                    l1 = tl.where(ok1, tl.log2(tl.where(ok1, n1, 1.0)) - lpd1, 0.0)
-                    contrib = tl.sum(th * l0 + th1 * l1, axis=0)
-                    redacc += tl.where(a_idx == a, contrib, 0.0)
-                    if NEED_GRAD:
-                        wl0 += W[a] * l0
-                        wl1 += W[a] * l1
-                        r0 = tl.where(ok0, 1.0 / tl.where(ok0, n0, 1.0), 0.0)
-                        r1 = tl.where(ok1, 1.0 / tl.where(ok1, n1, 1.0), 0.0)
-                        # U[s] += w_a C[a, s] / N_a(y): rebuild the tuples (compile-time only)
-                        NU0 = ()
-                        NU1 = ()
+                if UNROLL:
+                    # coefficients are compile-time constants: zero terms vanish, +-1 need no multiply
+                    for a in tl.static_range(NA):
+                        n0 = tl.zeros([BLOCK_B], ACC)
+                        n1 = tl.zeros([BLOCK_B], ACC)
+                        dd = tl.zeros([BLOCK_B], ACC)
                         for s in tl.static_range(S):
-                            if COEF[a * S + s] != 0:
-                                cw = W[a] * COEF[a * S + s]
+                            if COEF[a * S + s] == 1:
+                                n0 += M0[s]
+                                n1 += M1[s]
+                                dd += CN[s]
+                            elif COEF[a * S + s] == -1:
+                                n0 -= M0[s]
+                                n1 -= M1[s]
+                                dd -= CN[s]
+                            elif COEF[a * S + s] != 0:
+                                n0 += COEF[a * S + s] * M0[s]
+                                n1 += COEF[a * S + s] * M1[s]
+                                dd += COEF[a * S + s] * CN[s]
+                        ok0 = n0 > 0
+                        ok1 = n1 > 0
+                        rd = 1.0 / tl.where(dd > 0, dd, 1.0)  # D >= count_full >= 1 on valid lanes
+                        l0 = tl.where(ok0, tl.log2(tl.where(ok0, n0 * (rd * q0), 1.0)), 0.0)
+                        l1 = tl.where(ok1, tl.log2(tl.where(ok1, n1 * (rd * q1), 1.0)), 0.0)
+                        NRL = ()
+                        for a2 in tl.static_range(NA):
+                            if a2 == a:
+                                NRL = NRL + (RL[a2] + (th * l0 + th1 * l1),)
+                            else:
+                                NRL = NRL + (RL[a2],)
+                        RL = NRL
+                        if NEED_GRAD:
+                            wl0 += W[a] * l0
+                            wl1 += W[a] * l1
+                            r0 = tl.where(ok0, 1.0 / tl.where(ok0, n0, 1.0), 0.0)
+                            r1 = tl.where(ok1, 1.0 / tl.where(ok1, n1, 1.0), 0.0)
+                            # U[s] += w_a C[a, s] / N_a(y): the tuples are rebuilt at compile time
+                            NU0 = ()
+                            NU1 = ()
+                            for s in tl.static_range(S):
+                                if COEF[a * S + s] != 0:
+                                    cw = W[a] * COEF[a * S + s]
+                                    NU0 = NU0 + (U0[s] + cw * r0,)
+                                    NU1 = NU1 + (U1[s] + cw * r1,)
+                                else:
+                                    NU0 = NU0 + (U0[s],)
+                                    NU1 = NU1 + (U1[s],)
+                            U0 = NU0
+                            U1 = NU1
+                else:
+                    # n = 4 (166 antichains): a runtime loop with the coefficients read from coef_ptr;
+                    # fully unrolled, the kernel takes minutes to compile and spills heavily
+                    for a in range(NA):
+                        n0 = tl.zeros([BLOCK_B], ACC)
+                        n1 = tl.zeros([BLOCK_B], ACC)
+                        dd = tl.zeros([BLOCK_B], ACC)
+                        CS = ()
+                        for s in tl.static_range(S):
+                            c = tl.load(coef_ptr + a * S + s).to(ACC)
+                            CS = CS + (c,)
+                            n0 += c * M0[s]
+                            n1 += c * M1[s]
+                            dd += c * CN[s]
+                        ok0 = n0 > 0
+                        ok1 = n1 > 0
+                        rd = 1.0 / tl.where(dd > 0, dd, 1.0)
+                        l0 = tl.where(ok0, tl.log2(tl.where(ok0, n0 * (rd * q0), 1.0)), 0.0)
+                        l1 = tl.where(ok1, tl.log2(tl.where(ok1, n1 * (rd * q1), 1.0)), 0.0)
+                        # each lane's row entry is read and written by the thread that owns it
+                        rl = rslot + a * BLOCK_B + lanes
+                        tl.store(rl, tl.load(rl) + (th * l0 + th1 * l1))
+                        if NEED_GRAD:
+                            wa = tl.load(wg_ptr + a).to(ACC)
+                            wl0 += wa * l0
+                            wl1 += wa * l1
+                            r0 = tl.where(ok0, 1.0 / tl.where(ok0, n0, 1.0), 0.0)
+                            r1 = tl.where(ok1, 1.0 / tl.where(ok1, n1, 1.0), 0.0)
+                            NU0 = ()
+                            NU1 = ()
+                            for s in tl.static_range(S):
+                                cw = wa * CS[s]
                                 NU0 = NU0 + (U0[s] + cw * r0,)
                                 NU1 = NU1 + (U1[s] + cw * r1,)
-                            else:
-                                NU0 = NU0 + (U0[s],)
-                                NU1 = NU1 + (U1[s],)
-                        U0 = NU0
-                        U1 = NU1
+                            U0 = NU0
+                            U1 = NU1
                 if NEED_GRAD:
                     for s in tl.static_range(S):
-                        u = tl.join(th * U0[s], th1 * U1[s])
-                        tl.atomic_add(tslot + CELL[s][:, None] * 2 + col2[None, :], u,
-                                      mask=msk[:, None], sem="relaxed")
+                        tl.atomic_add(tslot + CELL[s] * 2, th * U0[s], mask=msk, sem="relaxed")
+                        tl.atomic_add(tslot + CELL[s] * 2 + 1, th1 * U1[s], mask=msk, sem="relaxed")
                     tl.store(dth_ptr + row, wl0 - wl1, mask=msk)  # parked until pass 4
-            tl.store(red_ptr + nid * NA + a_idx, redacc / b_f, mask=a_idx < NA)
-            h0 = tl.where(p0 > 0, (p0 / b_f) * (lp0 - log2_b), 0.0)
-            h1 = tl.where(p1 > 0, (p1 / b_f) * (lp1 - log2_b), 0.0)
+            if UNROLL:
+                redacc = tl.zeros([APAD], ACC)
+                for a in tl.static_range(NA):
+                    redacc += tl.where(a_idx == a, tl.sum(RL[a], axis=0), 0.0)
+                tl.store(red_ptr + nid * NA + a_idx, redacc / b_f, mask=a_idx < NA)
+            else:
+                tl.debug_barrier()  # the rows are now read across lanes
+                for a in range(NA):
+                    tot = tl.sum(tl.load(rslot + a * BLOCK_B + lanes, cache_modifier=".cg"), axis=0)
+                    tl.store(red_ptr + nid * NA + a, tot / b_f)
+            lp0 = tl.log2(tl.where(p0 > 0, p0 / b_f, 1.0))  # log2 p(fire), 0 where p = 0
+            lp1 = tl.log2(tl.where(p1 > 0, p1 / b_f, 1.0))
+            h0 = (p0 / b_f) * lp0
+            h1 = (p1 / b_f) * lp1
             tl.store(hy_ptr + nid, -(h0 + h1))
 
             # ---- pass 4: gather the backward tables, finish dtheta ----------------------------
             if NEED_GRAD:
                 tl.debug_barrier()
-                c0 = tl.where(p0 > 0, wsum * INV_LN2 + gamma_h * (lp0 - log2_b + INV_LN2), 0.0)
-                c1 = tl.where(p1 > 0, wsum * INV_LN2 + gamma_h * (lp1 - log2_b + INV_LN2), 0.0)
+                c0 = tl.where(p0 > 0, wsum * INV_LN2 + gamma_h * (lp0 + INV_LN2), 0.0)
+                c1 = tl.where(p1 > 0, wsum * INV_LN2 + gamma_h * (lp1 + INV_LN2), 0.0)
                 for start in range(0, B, BLOCK_B):
                     offs = start + lanes
                     msk = offs < B
                     row = offs.to(tl.int64) * N + nid
                     code = tl.load(cslot + offs, mask=msk, other=0)
+                    bs = ()
+                    for j in tl.static_range(NSRC):
+                        bs = bs + ((code // JSTR[j]) % KS[j],)
                     tdiff = tl.zeros([BLOCK_B], ACC)
                     for s in tl.static_range(S):
                         cell = tl.zeros([BLOCK_B], tl.int32) + SUBOFF[s]
                         for j in tl.static_range(NSRC):
                             if SUBSTR[s * NSRC + j] != 0:
-                                cell += ((code // JSTR[j]) % KS[j]) * SUBSTR[s * NSRC + j]
-                        rec = tl.load(tslot + cell[:, None] * 2 + col2[None, :], mask=msk[:, None],
-                                      other=0.0, cache_modifier=".cg")
-                        t0, t1 = tl.split(rec)
+                                cell += bs[j] * SUBSTR[s * NSRC + j]
+                        t0 = tl.load(tslot + cell * 2, mask=msk, other=0.0, cache_modifier=".cg")
+                        t1 = tl.load(tslot + cell * 2 + 1, mask=msk, other=0.0, cache_modifier=".cg")
                         tdiff += t0 - t1
                     part = tl.load(dth_ptr + row, mask=msk, other=0.0)
                     g = (part + tdiff * INV_LN2 - (c0 - c1)) / b_f
@@ -378,6 +457,20 @@ def _kernel():
 # Launcher
 # ----------------------------------------------------------------------------------------------
 _SM_COUNT: Dict[int, int] = {}
+# CTAs of one configuration that fit on an SM, learned from the compiled kernel after its first
+# launch: a persistent grid larger than what is resident would leave a tail of late programs.
+_RESIDENT: Dict[tuple, int] = {}
+
+
+def _resident_ctas(compiled, num_warps: int) -> Optional[int]:
+    try:
+        n_regs = int(compiled.n_regs)
+        shared = int(compiled.metadata.shared)
+    except Exception:  # pragma: no cover - attribute names differ between triton versions
+        return None
+    by_regs = 65536 // max(1, ((n_regs + 7) // 8) * 8 * 32 * num_warps)
+    by_smem = (227 << 10) // max(1, shared)
+    return max(1, min(by_regs, by_smem, 64 // num_warps, 32))
 
 
 def _sm_count(device: torch.device) -> int:
@@ -406,6 +499,35 @@ def _layout(nbins: Sequence[int]) -> Tuple[tuple, tuple, tuple, int]:
                 substr.append(0)
         cells += stride
     return tuple(jstr), tuple(suboff), tuple(substr), cells
+
+
+_COEF_DEV: Dict[tuple, torch.Tensor] = {}
+# coef rows read from a device tensor, keyed by (data_ptr, version, shape, device); the entry keeps
+# the tensor alive, so its address cannot be reused by another tensor while it is cached.
+_COEF_ROWS: Dict[tuple, Tuple[torch.Tensor, list]] = {}
+
+
+def _coef_rows(coef) -> list:
+    """coef as nested python lists; a CUDA tensor is read (a host sync) once, then cached."""
+    if not isinstance(coef, torch.Tensor) or coef.device.type == "cpu":
+        return torch.as_tensor(coef).to(torch.int64).tolist()
+    key = (coef.data_ptr(), coef._version, tuple(coef.shape), str(coef.device))
+    hit = _COEF_ROWS.get(key)
+    if hit is None:
+        if len(_COEF_ROWS) >= 16:
+            _COEF_ROWS.clear()
+        hit = _COEF_ROWS[key] = (coef, coef.to("cpu", torch.int64).tolist())
+    return hit[1]
+
+
+def _coef_on(device: torch.device, flat: tuple) -> torch.Tensor:
+    """The coefficients as an int32 tensor on ``device`` (copied once per device and matrix)."""
+    key = (str(device), flat)
+    t = _COEF_DEV.get(key)
+    if t is None:
+        t = torch.tensor(flat, dtype=torch.int32).to(device)
+        _COEF_DEV[key] = t
+    return t
 
 
 def _as_int_list(v) -> List[int]:
@@ -438,8 +560,8 @@ def pid_kernel_triton(
     ``dtheta [B, N]`` (empty unless need_grad), in x's dtype.
     Keyword-only tuning knobs: ``num_programs`` (grid size G; default ~4 x SMs, bounded by the
     workspace budget), ``block_b`` (samples per chunk, a power of two), ``num_warps``.
-    Host synchronization: none when ``coef`` is a CPU tensor and ``w`` lives on x's device
-    (reading a CUDA ``coef`` for the compile-time constants, or copying a CPU ``w``, syncs).
+    Host synchronization: none once a CUDA ``coef`` has been read (cached per tensor; a CPU
+    ``coef`` is never a sync) and when ``w`` lives on x's device (copying a CPU ``w`` may sync).
     """
     if triton is None:
         raise RuntimeError(f"backend 'triton' is not available: {unavailable_reason()}")
@@ -456,7 +578,7 @@ def pid_kernel_triton(
     nb = _as_int_list(nbins)
     if len(nb) != n or min(nb) < 1:
         raise ValueError(f"nbins must hold {n} ints >= 1, got {nb}")
-    coef_rows = torch.as_tensor(coef).to("cpu", torch.int64).tolist()
+    coef_rows = _coef_rows(coef)
     S = (1 << n) - 1
     A = len(coef_rows)
     if A == 0 or any(len(r) != S for r in coef_rows):
@@ -485,28 +607,46 @@ def pid_kernel_triton(
         wg = torch.zeros(1, dtype=dtype, device=device)
 
     jstr, suboff, substr, cells = _layout(nb)
-    elt = x.element_size()
-    slot_bytes = cells * (4 + (2 if need_grad else 0)) * elt + B * 4
-    if num_programs is None:
-        cap = 4 if interp else _sm_count(device) * PROGRAMS_PER_SM
-        num_programs = min(N, cap, max(1, WORKSPACE_BYTES // slot_bytes))
-    G = max(1, min(int(num_programs), N))
+    if math.prod(nb) >= 2**31 or cells * 4 >= 2**31:
+        raise ValueError(f"nbins {nb}: the joint bin code and the table offsets must fit in int32")
     if block_b is None:
         block_b = min(128, triton.next_power_of_2(B)) if interp else 128
-    block_b = max(16, int(block_b))
+    block_b = triton.next_power_of_2(max(16, int(block_b)))  # tl.arange needs a power of two
+    unroll = A <= UNROLL_MAX_ANTICHAINS
+    elt = x.element_size()
+    slot_bytes = cells * (4 + (2 if need_grad else 0)) * elt + B * 4 + (0 if unroll else A * block_b * elt)
+    config = (str(device), n, tuple(nb), A, bool(adaptive), bool(need_grad), dtype, block_b, num_warps)
+    if num_programs is None:
+        if interp:
+            cap = 4
+        else:
+            cap = _sm_count(device) * _RESIDENT.get(config, PROGRAMS_PER_SM)
+        num_programs = min(N, cap, max(1, WORKSPACE_BYTES // slot_bytes))
+    G = max(1, min(int(num_programs), N))
 
     mws = torch.empty(G * cells * 4, dtype=dtype, device=device)
     tws = torch.empty(G * cells * 2 if need_grad else 2, dtype=dtype, device=device)
     codes = torch.empty(G * B, dtype=torch.int32, device=device)
+    flat_coef = tuple(int(c) for r in coef_rows for c in r)
+    if unroll:
+        rl = torch.empty(1, dtype=dtype, device=device)
+        coef_dev = codes
+    else:
+        rl = torch.empty(G * A * block_b, dtype=dtype, device=device)
+        coef_dev = _coef_on(device, flat_coef)
 
-    _kernel()[(G,)](
+    compiled = _kernel()[(G,)](
         x, theta, edges, clo, chi, wg,
-        red, h_y, dtheta if need_grad else red, codes, mws, tws,
+        red, h_y, dtheta if need_grad else red, codes, mws, tws, rl, coef_dev,
         B, N, edges.shape[1],
         NSRC=n, KS=tuple(nb), JSTR=jstr, NSTEPS=(max(nb) + 1).bit_length(),
         S=S, SUBOFF=suboff, SUBSTR=substr, CELLS=cells,
-        COEF=tuple(int(c) for r in coef_rows for c in r), NA=A, APAD=triton.next_power_of_2(A),
+        COEF=flat_coef if unroll else (), NA=A, APAD=triton.next_power_of_2(A),
         ADAPTIVE=bool(adaptive), NEED_GRAD=bool(need_grad), IS_F64=dtype == torch.float64,
-        BLOCK_B=block_b, num_warps=num_warps,
+        UNROLL=unroll, BLOCK_B=block_b, num_warps=num_warps,
     )
+    if not interp and config not in _RESIDENT:
+        resident = _resident_ctas(compiled, num_warps)
+        if resident is not None:
+            _RESIDENT[config] = resident
     return red, h_y, dtheta
