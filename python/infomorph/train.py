@@ -1,0 +1,366 @@
+"""Training loop: per-layer goals (or cross-entropy for the baseline), per-epoch evaluation,
+results.json, checkpoints that resume exactly, and plots.
+
+Output directory:
+- ``results.json``: config, final ``test_accuracy``/``val_accuracy``, ``history`` (one entry per
+  epoch: epoch, val/test/train accuracy, seconds, mean goal and mean atoms per layer), run info;
+- ``checkpoint.pt``: model, optimizer, RNG states and history (``resume=True`` continues);
+- ``accuracy.png``, ``atoms.png`` when matplotlib is installed.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional
+
+import torch
+import torch.nn.functional as F
+
+from ._progress import progress
+from .data import Splits, load_dataset
+from .goals import gamma_names, resolve_goal
+from .models import BackpropNet, build_model, read_out
+
+CHECKPOINT = "checkpoint.pt"
+RESULTS = "results.json"
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a run (saved in the checkpoint and results.json)."""
+
+    dataset: str = "mnist"
+    setup: int = 1
+    hidden: List[int] = field(default_factory=lambda: [100])
+    goal: str = "optimized"
+    output_goal: str = "output"
+    epochs: Optional[int] = 100
+    seed: int = 0
+    batch_size: int = 1024
+    backprop: bool = False
+    backend: str = "auto"
+    device: str = "cpu"
+    limit_train: Optional[int] = None
+    limit_test: Optional[int] = None
+    data_dir: Optional[str] = None
+    lateral_k: Optional[int] = -1  # -1: the setup's (dense for 1, 100 for 2 and 3); None: dense
+    activation: str = "trivariate"
+    passes: int = 2
+    bins: int = 20
+    eval_context: str = "zero"
+    hidden_lr: float = 0.002
+    hidden_weight_decay: float = 0.00035
+    output_lr: float = 0.003
+    output_weight_decay: float = 0.00015
+    backprop_lr: float = 0.001
+    val_fraction: float = 0.2
+    # resolved goal vectors (filled in by train(); a resumed run never rereads a goal file)
+    hidden_gamma: Optional[List[float]] = None
+    output_gamma: Optional[List[float]] = None
+
+    @classmethod
+    def from_dict(cls, d: Dict) -> "TrainConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+def _batches(n: int, batch_size: int, perm: Optional[torch.Tensor] = None) -> List[torch.Tensor]:
+    """ceil(n / batch_size) batches of nearly equal size (no tiny last batch: the goal's
+    probability estimates and the inversion rule both use batch statistics)."""
+    idx = perm if perm is not None else torch.arange(n)
+    k = max(1, -(-n // batch_size))
+    return list(torch.tensor_split(idx, k))
+
+
+@torch.no_grad()
+def evaluate(model, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024) -> float:
+    """Accuracy without context, batch by batch (the inversion rule uses each batch's mean)."""
+    if x.shape[0] == 0:
+        return float("nan")
+    correct = 0
+    for idx in _batches(x.shape[0], batch_size):
+        correct += int((model.predict(x[idx]) == y[idx]).sum())
+    return correct / x.shape[0]
+
+
+def build_from_config(cfg: TrainConfig, in_features: int, n_classes: int):
+    """The model a config describes (goals from the resolved vectors)."""
+    if cfg.backprop:
+        return build_model(cfg.setup, cfg.hidden, in_features, n_classes, backprop=True, lateral_k=cfg.lateral_k,
+                           activation=cfg.activation, passes=cfg.passes, mask_seed=cfg.seed,
+                           eval_context=cfg.eval_context)
+    return build_model(
+        cfg.setup, cfg.hidden, in_features, n_classes, lateral_k=cfg.lateral_k,
+        hidden_goal=cfg.hidden_gamma, output_goal=cfg.output_gamma, activation=cfg.activation,
+        passes=cfg.passes, bins=cfg.bins, backend=cfg.backend, mask_seed=cfg.seed, eval_context=cfg.eval_context,
+    )
+
+
+def make_optimizer(model, cfg: TrainConfig) -> torch.optim.Optimizer:
+    if isinstance(model, BackpropNet):
+        groups = model.optimizer_groups({"lr": cfg.backprop_lr})
+    else:
+        groups = model.optimizer_groups(
+            {"lr": cfg.hidden_lr, "weight_decay": cfg.hidden_weight_decay},
+            {"lr": cfg.output_lr, "weight_decay": cfg.output_weight_decay},
+        )
+    return torch.optim.Adam(groups)
+
+
+def layer_names(model) -> List[str]:
+    n = len(model.hidden)
+    return [f"hidden{i + 1}" if n > 1 else "hidden" for i in range(n)] + ["output"]
+
+
+def _atomic_save(obj, path: str) -> None:
+    tmp = path + ".tmp"
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _atomic_json(obj, path: str) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(obj, fh, indent=1)
+    os.replace(tmp, path)
+
+
+def run_info(cfg: TrainConfig) -> Dict:
+    info = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "machine": platform.machine(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "device": cfg.device,
+    }
+    try:
+        from ._engine import engine
+
+        info["engine_backends"] = list(engine().available_backends())
+    except Exception as e:  # noqa: BLE001 - informational only
+        info["engine_backends"] = f"unavailable: {e}"
+    return info
+
+
+def train(
+    cfg: TrainConfig,
+    out_dir: str,
+    resume: bool = False,
+    log: Callable[[str], None] = print,
+    show_progress: bool = True,
+    data: Optional[Splits] = None,
+) -> Dict:
+    """Train (or continue, with ``resume``) and return the results dict written to results.json.
+
+    With ``resume`` the config stored in ``out_dir``'s checkpoint is used, except ``epochs`` (to
+    extend a run; None keeps the stored number), ``device``, ``backend`` and ``data_dir`` which
+    are taken from ``cfg``.
+    """
+    os.makedirs(out_dir, exist_ok=True)
+    ckpt_path = os.path.join(out_dir, CHECKPOINT)
+    state = None
+    if resume:
+        if not os.path.isfile(ckpt_path):
+            raise FileNotFoundError(f"--resume: no {CHECKPOINT} in {out_dir!r}")
+        state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        saved = TrainConfig.from_dict(state["config"])
+        if cfg.epochs is not None:
+            saved.epochs = cfg.epochs
+        saved.device, saved.backend, saved.data_dir = cfg.device, cfg.backend, cfg.data_dir
+        cfg = saved
+    else:
+        if cfg.epochs is None:
+            cfg.epochs = 100
+        if not cfg.backprop:
+            cfg.hidden_gamma = resolve_goal(cfg.goal, 3, role="hidden").tolist()
+            cfg.output_gamma = resolve_goal(cfg.output_goal, 2, role="output").tolist()
+
+    device = torch.device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    if data is None:
+        data = load_dataset(cfg.dataset, cfg.data_dir, cfg.val_fraction, cfg.seed, cfg.limit_train, cfg.limit_test)
+    data = data.to(device)
+    model = build_from_config(cfg, data.in_features, data.n_classes).to(device)
+    opt = make_optimizer(model, cfg)
+    history: List[Dict] = []
+    wall_before = 0.0
+    if state is not None:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        history = state["history"]
+        wall_before = state.get("wall_seconds", 0.0)
+        torch.set_rng_state(state["rng_cpu"])
+        if device.type == "cuda" and state.get("rng_cuda") is not None:
+            torch.cuda.set_rng_state(state["rng_cuda"], device)
+    if device.type == "cuda":
+        for layer in model.layers:
+            layer.validate = False  # no per-call synchronization; the epoch's loss is checked below
+    names = layer_names(model)
+    infomorphic = not isinstance(model, BackpropNet)
+    n_train = data.x_train.shape[0]
+    n_batches = len(_batches(n_train, cfg.batch_size))
+    atom_names = [gamma_names(layer.n_sources) for layer in model.layers] if infomorphic else None
+    t_start = time.perf_counter()
+    start_epoch = len(history) + 1
+    if start_epoch > cfg.epochs:
+        log(f"nothing to do: {len(history)} epochs done, --epochs {cfg.epochs}")
+
+    for epoch in range(start_epoch, cfg.epochs + 1):
+        t0 = time.perf_counter()
+        model.train()
+        perm = torch.randperm(n_train, generator=torch.Generator().manual_seed(cfg.seed * 100003 + epoch))
+        # running sums stay on the device: no synchronization per batch
+        goal_sum = torch.zeros(len(names), dtype=torch.float64, device=device)
+        atom_sum = [0.0] * len(names)
+        correct = torch.zeros((), dtype=torch.int64, device=device)
+        loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+        bar = progress(_batches(n_train, cfg.batch_size, perm.to(device)), n_batches, f"epoch {epoch}/{cfg.epochs}",
+                       enabled=show_progress)
+        for b, idx in enumerate(bar):
+            x, y = data.x_train[idx], data.y_train[idx]
+            onehot = F.one_hot(y, data.n_classes).to(x.dtype)
+            if infomorphic:
+                goals, atoms, out = model.goals(x, onehot)
+                loss = model.loss(goals)
+                theta = out.theta.detach()
+            else:
+                logits = model.logits(x, onehot)
+                loss = F.cross_entropy(logits, y)
+                theta = torch.sigmoid(logits.detach())
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            with torch.no_grad():
+                loss_sum += loss.detach()
+                # training accuracy of this very pass: the hidden layers saw the label context
+                correct += (read_out(theta, model.invert_outputs).argmax(1) == y).sum()
+                if infomorphic:
+                    goal_sum += torch.stack([g.detach().double().mean() for g in goals])
+                    atom_sum = [s + a for s, a in zip(atom_sum, atoms)]
+            if show_progress and (b + 1) % 10 == 0:
+                bar.set_postfix_str(f"loss {float(loss_sum) / (b + 1):.4f}")
+        if not torch.isfinite(loss_sum):
+            raise FloatingPointError(f"epoch {epoch}: the loss is not finite (training diverged)")
+        train_seconds = time.perf_counter() - t0
+        model.eval()
+        val_acc = evaluate(model, data.x_val, data.y_val, cfg.batch_size)
+        test_acc = evaluate(model, data.x_test, data.y_test, cfg.batch_size)
+        seconds = time.perf_counter() - t0
+        entry = {
+            "epoch": epoch,
+            "val_accuracy": val_acc,
+            "test_accuracy": test_acc,
+            "train_accuracy": int(correct) / n_train,
+            "loss": float(loss_sum) / n_batches,
+            "seconds": seconds,
+            "train_seconds": train_seconds,
+        }
+        if infomorphic:
+            entry["goal"] = {nm: float(g) / n_batches for nm, g in zip(names, goal_sum.cpu().tolist())}
+            entry["atoms"] = {
+                nm: {an: float(v) / n_batches for an, v in zip(anames, a.cpu().tolist())}
+                for nm, anames, a in zip(names, atom_names, atom_sum)
+            }
+        history.append(entry)
+        log(
+            f"epoch {epoch}/{cfg.epochs}: val {val_acc:.4f}  test {test_acc:.4f}  train {entry['train_accuracy']:.4f}"
+            f"  ({seconds:.1f} s)"
+        )
+        wall = wall_before + time.perf_counter() - t_start
+        _atomic_save(
+            {
+                "config": dataclasses.asdict(cfg),
+                "model": model.state_dict(),
+                "optimizer": opt.state_dict(),
+                "history": history,
+                "rng_cpu": torch.get_rng_state(),
+                "rng_cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+                "wall_seconds": wall,
+            },
+            ckpt_path,
+        )
+        results = _results(cfg, history, wall, model)
+        _atomic_json(results, os.path.join(out_dir, RESULTS))
+
+    wall = wall_before + time.perf_counter() - t_start
+    results = _results(cfg, history, wall, model)
+    _atomic_json(results, os.path.join(out_dir, RESULTS))
+    plot_results(results, out_dir, log)
+    return results
+
+
+def _results(cfg: TrainConfig, history: List[Dict], wall: float, model) -> Dict:
+    last = history[-1] if history else {}
+    res = {
+        "config": dataclasses.asdict(cfg),
+        "epochs_done": len(history),
+        "test_accuracy": last.get("test_accuracy"),
+        "val_accuracy": last.get("val_accuracy"),
+        "wall_seconds": wall,
+        "info": run_info(cfg),
+        "history": history,
+    }
+    if not isinstance(model, BackpropNet):
+        res["info"]["engine_backend_used"] = sorted({l.last_backend for l in model.layers if l.last_backend})
+        res["goals"] = {
+            nm: dict(zip(gamma_names(layer.n_sources), layer.gamma.tolist()))
+            for nm, layer in zip(layer_names(model), model.layers)
+        }
+    return res
+
+
+def plot_results(results: Dict, out_dir: str, log: Callable[[str], None] = print) -> List[str]:
+    """accuracy.png (val/test per epoch) and atoms.png (last epoch's mean atoms per layer)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log("note: matplotlib is not installed, skipping plots (pip install matplotlib)")
+        return []
+    hist = results["history"]
+    if not hist:
+        return []
+    written = []
+    ep = [h["epoch"] for h in hist]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(ep, [h["val_accuracy"] for h in hist], label="validation")
+    ax.plot(ep, [h["test_accuracy"] for h in hist], label="test")
+    ax.plot(ep, [h["train_accuracy"] for h in hist], label="train (with context)", alpha=0.5)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("accuracy")
+    cfg = results["config"]
+    title = "backprop" if cfg.get("backprop") else f"goal {os.path.basename(str(cfg.get('goal')))}"
+    sizes = "-".join(str(h) for h in cfg.get("hidden", []))
+    ax.set_title(f"{cfg.get('dataset')}, setup {cfg.get('setup')}, N = {sizes}, {title}")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    p = os.path.join(out_dir, "accuracy.png")
+    fig.savefig(p, dpi=100)
+    plt.close(fig)
+    written.append(p)
+    atoms = next((h["atoms"] for h in reversed(hist) if "atoms" in h), None)
+    if atoms:
+        fig, axes = plt.subplots(1, len(atoms), figsize=(4 + 3.5 * len(atoms), 4), squeeze=False,
+                                 gridspec_kw={"width_ratios": [len(v) for v in atoms.values()]})
+        for ax, (layer, vals) in zip(axes[0], atoms.items()):
+            ax.bar(range(len(vals)), list(vals.values()), color=["C0"] * (len(vals) - 1) + ["C7"])
+            ax.set_xticks(range(len(vals)))
+            ax.set_xticklabels(list(vals.keys()), rotation=90, fontsize=7)
+            ax.axhline(0, color="k", lw=0.5)
+            ax.set_title(f"{layer} (epoch {hist[-1]['epoch']})")
+            ax.set_ylabel("bits (mean over neurons)")
+        fig.tight_layout()
+        p = os.path.join(out_dir, "atoms.png")
+        fig.savefig(p, dpi=100)
+        plt.close(fig)
+        written.append(p)
+    return written

