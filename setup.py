@@ -67,6 +67,7 @@ if cpu_sources and os.environ.get("INFOMORPH_SKIP_CPU") != "1":  # SKIP_CPU: for
             include_dirs=common_inc,
             extra_compile_args=cxx_flags,
             extra_link_args=["-fopenmp"],
+            depends=sorted(glob.glob("csrc/common/*.h") + glob.glob("csrc/cpu/*.h")),
         )
     )
 cuda_sources = sorted(glob.glob("csrc/cuda/*.cu")) + sorted(glob.glob("csrc/cuda/*.cpp"))
@@ -76,7 +77,9 @@ if build_cuda and cuda_sources:
             "infomorph_kernels._cuda",
             cuda_sources,
             include_dirs=common_inc,
-            extra_compile_args={"cxx": ["-O3", "-std=c++17"], "nvcc": ["-O3", "-std=c++17"]},
+            # --threads: the per-architecture passes of nvcc run in parallel
+            extra_compile_args={"cxx": ["-O3", "-std=c++17"], "nvcc": ["-O3", "-std=c++17", "--threads=2"]},
+            depends=sorted(glob.glob("csrc/common/*.h") + glob.glob("csrc/cuda/*.h") + glob.glob("csrc/cuda/*.cuh")),
         )
     )
 

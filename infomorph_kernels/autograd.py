@@ -8,12 +8,29 @@ alongside are not differentiable: gradients reach theta through the goal.
 """
 from __future__ import annotations
 
+import math
 from typing import List, Tuple
 
 import torch
 from torch import Tensor
 
 from . import dispatch
+
+_INV_LN2 = 1.0 / math.log(2.0)
+
+
+def _entropy_grad(theta: Tensor) -> Tensor:
+    """dH(Y)/dtheta(fire) - dH(Y)/dtheta(silent) per neuron, [N] (the same for every sample):
+    ``-(1/B) sum_y sign(y) [p(y) > 0] (log2 p(y) + 1/ln2)`` (docs/kernel_contract.md)."""
+    B = theta.shape[0]
+    p_fire = theta.sum(dim=0, dtype=torch.float64) / B
+    p_silent = (1.0 - theta.to(torch.float64)).sum(dim=0) / B
+
+    def term(p):
+        ok = p > 0
+        return torch.where(ok, torch.log2(torch.where(ok, p, torch.ones_like(p))) + _INV_LN2, torch.zeros_like(p))
+
+    return -(term(p_fire) - term(p_silent)) / B
 
 
 @torch.library.custom_op("infomorph_kernels::pid_fused", mutates_args=())
@@ -37,9 +54,13 @@ def pid_fused(
     """
     fn = dispatch.kernel(backend)
     w = wg[:-1].contiguous()
-    gamma_h = float(wg[-1])
-    red, h_y, dtheta = fn(x, theta, edges, nbins, clamp_lo, clamp_hi, adaptive, coef, w, gamma_h, need_grad)
+    # The kernels run with gamma_H = 0 and the H(Y) part is added here from device tensors: reading
+    # gamma_H as a Python float would synchronize a GPU on every step.
+    red, h_y, dtheta = fn(x, theta, edges, nbins, clamp_lo, clamp_hi, adaptive, coef, w, 0.0, need_grad)
+    gamma_h = wg[-1].to(red.dtype)
     goal = red @ w.to(red.dtype) + gamma_h * h_y
+    if need_grad:
+        dtheta = dtheta + gamma_h * _entropy_grad(theta).to(dtheta.dtype)
     return goal, red, h_y, dtheta
 
 
