@@ -1,7 +1,7 @@
 """Argument checks shared by every backend: each error names the argument and the expectation."""
 from __future__ import annotations
 
-from typing import Tuple
+from typing import List, Tuple
 
 import torch
 
@@ -71,3 +71,25 @@ def check_distribution(p, n_sources) -> Tuple[torch.Tensor, int]:
     if not bool(((total - 1).abs() <= tol).all()):
         raise ValueError(f"p must sum to 1 over its target and source axes, got sums in [{total.min().item()}, {total.max().item()}]")
     return p, n_sources
+
+
+def kernel_tensor(name: str, t, backend: str, device=None, dtype=None, shape=None) -> torch.Tensor:
+    """One argument of a fused kernel (docs/kernel_contract.md): a tensor on ``device`` (or any
+    CPU device when ``device`` is "cpu"), of ``dtype`` and ``shape`` where given; returned detached
+    and contiguous (never the caller's storage written)."""
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    if device is not None and t.device != torch.device(device):
+        raise ValueError(f"{name} must be on {device} for backend {backend!r}, got device {t.device}")
+    if dtype is not None and t.dtype != dtype:
+        raise TypeError(f"{name} must have dtype {dtype}, got {t.dtype}")
+    if shape is not None and tuple(t.shape) != tuple(shape):
+        raise ValueError(f"{name} must have shape {tuple(shape)}, got {tuple(t.shape)}")
+    return t.detach().contiguous()
+
+
+def int_list(v) -> List[int]:
+    """A list of Python ints from a sequence or tensor (``nbins``)."""
+    if isinstance(v, torch.Tensor):
+        v = v.tolist()
+    return [int(k) for k in v]

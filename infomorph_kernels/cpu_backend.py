@@ -18,6 +18,8 @@ from typing import Optional, Sequence, Tuple
 
 import torch
 
+from ._validate import int_list, kernel_tensor
+
 _BUILD_HINT = "run `pip install --no-build-isolation -e .` (or `python setup.py build_ext --inplace`)"
 
 _module = None
@@ -66,15 +68,7 @@ def get_num_threads() -> int:
 
 
 def _check_cpu_tensor(name: str, t, dtype, shape) -> torch.Tensor:
-    if not isinstance(t, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
-    if t.device.type != "cpu":
-        raise ValueError(f"{name} must be on the CPU for backend 'cpu', got device {t.device}")
-    if dtype is not None and t.dtype != dtype:
-        raise TypeError(f"{name} must have dtype {dtype}, got {t.dtype}")
-    if shape is not None and tuple(t.shape) != tuple(shape):
-        raise ValueError(f"{name} must have shape {tuple(shape)}, got {tuple(t.shape)}")
-    return t.detach().contiguous()
+    return kernel_tensor(name, t, "cpu", "cpu", dtype, shape)
 
 
 def pid_kernel_cpu(
@@ -108,9 +102,7 @@ def pid_kernel_cpu(
         raise TypeError(f"x must be float32 or float64, got {x.dtype}")
     B, N, n = (int(v) for v in x.shape)
     dt = x.dtype
-    if isinstance(nbins, torch.Tensor):
-        nbins = nbins.tolist()
-    nbins = [int(k) for k in nbins]
+    nbins = int_list(nbins)
     if len(nbins) != n:
         raise ValueError(f"nbins must have one entry per source ({n}), got {len(nbins)}")
     x = _check_cpu_tensor("x", x, dt, None)

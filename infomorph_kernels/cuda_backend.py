@@ -24,6 +24,8 @@ from typing import Optional, Sequence, Tuple
 
 import torch
 
+from ._validate import int_list, kernel_tensor
+
 _BUILD_HINT = (
     "build it with `pip install --no-build-isolation -e .` with nvcc on PATH (or CUDA_HOME set to the "
     "CUDA toolkit; INFOMORPH_FORCE_CUDA=1 makes a missing nvcc an error)"
@@ -81,22 +83,8 @@ def build_info() -> dict:
     return info
 
 
-def _as_int_list(v) -> list:
-    if isinstance(v, torch.Tensor):
-        v = v.tolist()
-    return [int(k) for k in v]
-
-
 def _check(name: str, t, device: torch.device, dtype, shape=None) -> torch.Tensor:
-    if not isinstance(t, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
-    if t.device != device:
-        raise ValueError(f"{name} must be on {device} (x's device) for backend 'cuda', got {t.device}")
-    if dtype is not None and t.dtype != dtype:
-        raise TypeError(f"{name} must have dtype {dtype}, got {t.dtype}")
-    if shape is not None and tuple(t.shape) != tuple(shape):
-        raise ValueError(f"{name} must have shape {tuple(shape)}, got {tuple(t.shape)}")
-    return t.detach().contiguous()
+    return kernel_tensor(name, t, "cuda", device, dtype, shape)
 
 
 def pid_kernel_cuda(
@@ -160,7 +148,7 @@ def _run(runner, x, theta, edges, nbins, clamp_lo, clamp_hi, adaptive, coef, w, 
     if tables not in _FORCE:
         raise ValueError(f"tables must be 'auto', 'shared' or 'global', got {tables!r}")
     dt, dev = x.dtype, x.device
-    nb = _as_int_list(nbins)
+    nb = int_list(nbins)
     if len(nb) != n or min(nb) < 1:
         raise ValueError(f"nbins must hold one int >= 1 per source ({n}), got {nb}")
     x = _check("x", x, dev, dt)

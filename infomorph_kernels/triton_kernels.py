@@ -63,9 +63,11 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import torch
+
+from ._validate import int_list
 
 try:  # importing this module must never fail without triton
     import triton
@@ -530,12 +532,6 @@ def _coef_on(device: torch.device, flat: tuple) -> torch.Tensor:
     return t
 
 
-def _as_int_list(v) -> List[int]:
-    if isinstance(v, torch.Tensor):
-        v = v.tolist()
-    return [int(k) for k in v]
-
-
 def pid_kernel_triton(
     x: torch.Tensor,
     theta: torch.Tensor,
@@ -575,7 +571,7 @@ def pid_kernel_triton(
     interp = _interpret()
     if not interp and not x.is_cuda:
         raise ValueError("backend 'triton' needs CUDA tensors (or TRITON_INTERPRET=1 for CPU tensors)")
-    nb = _as_int_list(nbins)
+    nb = int_list(nbins)
     if len(nb) != n or min(nb) < 1:
         raise ValueError(f"nbins must hold {n} ints >= 1, got {nb}")
     coef_rows = _coef_rows(coef)

@@ -183,7 +183,7 @@ def test_import_without_triton(monkeypatch):
     """The module imports without triton and reports why it is unavailable."""
     monkeypatch.setitem(sys.modules, "triton", None)  # makes `import triton` raise ImportError
     monkeypatch.setitem(sys.modules, "triton.language", None)
-    spec = importlib.util.spec_from_file_location("_triton_kernels_without_triton", tk.__file__)
+    spec = importlib.util.spec_from_file_location("infomorph_kernels._triton_kernels_without_triton", tk.__file__)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     assert not mod.is_available()
