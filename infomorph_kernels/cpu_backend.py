@@ -18,27 +18,15 @@ from typing import Optional, Sequence, Tuple
 
 import torch
 
+from . import _ext
 from ._validate import int_list, kernel_tensor
 
 _BUILD_HINT = "run `pip install --no-build-isolation -e .` (or `python setup.py build_ext --inplace`)"
-
-_module = None
-_import_error: Optional[str] = None
-_loaded = False
 _num_threads: Optional[int] = None
 
 
 def _load():
-    global _module, _import_error, _loaded
-    if not _loaded:
-        _loaded = True
-        try:
-            from . import _cpu  # noqa: PLC0415 - optional compiled module
-
-            _module = _cpu
-        except ImportError as e:
-            _import_error = str(e)
-    return _module
+    return _ext.load("_cpu")[0]
 
 
 def is_available() -> bool:
@@ -50,7 +38,7 @@ def unavailable_reason() -> str:
     """Why the engine cannot run ("" if it can), with the command that builds it."""
     if _load() is not None:
         return ""
-    return f"the C++ CPU engine (infomorph_kernels._cpu) is not built: {_BUILD_HINT} [import error: {_import_error}]"
+    return f"the C++ CPU engine (infomorph_kernels._cpu) is not built: {_BUILD_HINT} [import error: {_ext.load('_cpu')[1]}]"
 
 
 def set_num_threads(num_threads: Optional[int]) -> None:

@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import functools
 import os
-from typing import Optional, Sequence, Tuple
+from typing import Sequence, Tuple
 
 import torch
 
+from . import _ext
 from ._validate import int_list, kernel_tensor
 
 _BUILD_HINT = (
@@ -33,22 +34,9 @@ _BUILD_HINT = (
 MAX_SOURCES = 4
 WORKSPACE_BYTES = int(os.environ.get("INFOMORPH_CUDA_WORKSPACE_BYTES", str(512 << 20)))
 
-_module = None
-_import_error: Optional[str] = None
-_loaded = False
-
 
 def _load():
-    global _module, _import_error, _loaded
-    if not _loaded:
-        _loaded = True
-        try:
-            from . import _cuda  # noqa: PLC0415 - optional compiled module
-
-            _module = _cuda
-        except ImportError as e:
-            _import_error = str(e)
-    return _module
+    return _ext.load("_cuda")[0]
 
 
 def is_built() -> bool:
@@ -64,7 +52,7 @@ def is_available() -> bool:
 def unavailable_reason() -> str:
     """Why :func:`is_available` is false ("" when it is true)."""
     if _load() is None:
-        return f"the CUDA engine (infomorph_kernels._cuda) is not built: {_BUILD_HINT} [import error: {_import_error}]"
+        return f"the CUDA engine (infomorph_kernels._cuda) is not built: {_BUILD_HINT} [import error: {_ext.load('_cuda')[1]}]"
     if not torch.cuda.is_available():
         return "the CUDA engine is built, but torch sees no CUDA GPU (torch.cuda.is_available() is False)"
     return ""
