@@ -73,6 +73,21 @@ def choose(backend: str, device: torch.device) -> str:
     """The backend that will run for tensors on ``device``."""
     if not isinstance(backend, str):
         raise TypeError(f"backend must be a str, got {type(backend).__name__}")
+    return _choose(backend, torch.device(device).type)
+
+
+def _assume_constant_result(fn):
+    """torch.compiler.assume_constant_result, which only sets this attribute, without its cost:
+    the public name imports torch._dynamo (~1.4 s) at our import. Checked in tests/test_backends_api."""
+    fn._dynamo_marked_constant = True
+    return fn
+
+
+# Evaluated eagerly when torch.compile traces a call (module imports cannot be traced); the
+# choice is a constant of the traced graph.
+@_assume_constant_result
+def _choose(backend: str, device_type: str) -> str:
+    device = torch.device(device_type)
     if backend == "auto":
         for name in AUTO_ORDER.get(device.type, ("reference",)):
             if backend_status(name, device)[0]:

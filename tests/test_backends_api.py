@@ -62,3 +62,19 @@ def test_backend_float32_within_reference_float32_error(backend):
         own = (r32.double() - r64).abs().max().item()
         err = (a.double() - r64).abs().max().item()
         assert err <= 4 * own + 1e-6, (err, own)
+
+
+@pytest.mark.skipif(DEVICE != "cpu", reason="CPU engine check; CUDA runs are covered by the other tests")
+def test_cpu_engine_under_torch_compile():
+    x, theta, gamma = case(3, 128, 5, 3, dtype=torch.float32)
+
+    def step(t):
+        return ik.pid_goal(x, t, gamma, bins=8, backend="cpu", validate=False).sum()
+
+    compiled = torch.compile(step, fullgraph=True, backend="aot_eager")
+    t1, t2 = theta.clone().requires_grad_(), theta.clone().requires_grad_()
+    g1, g2 = compiled(t1), step(t2)
+    g1.backward()
+    g2.backward()
+    torch.testing.assert_close(g1, g2)
+    torch.testing.assert_close(t1.grad, t2.grad)
