@@ -17,3 +17,12 @@ except ImportError:  # hypothesis-based tests skip themselves
 def gen():
     """A seeded generator: every test draws fresh but reproducible inputs."""
     return torch.Generator().manual_seed(1234)
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny tensors: one torch thread avoids OpenMP overhead (and contention on a busy 2-core box)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

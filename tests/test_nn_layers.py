@@ -9,13 +9,7 @@ from infomorph.activations import FeedforwardActivation, LinearActivation, Triva
 from infomorph.layers import InfomorphicLayer, no_self_mask, sample_pm1, sparse_lateral_mask
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one thread avoids OpenMP overhead (and contention on a busy 2-core box)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _layer(n_in=12, n_ctx=3, n=7, k=None, dtype=torch.float64, backend="auto", gamma="optimized", seed=0):

@@ -7,13 +7,7 @@ import infomorph_kernels as ik
 from infomorph.models import BackpropNet, InfomorphicNet, build_model, read_out
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one thread avoids OpenMP overhead (and contention on a busy 2-core box)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _batch(b=48, d=20, k=10, seed=0):
