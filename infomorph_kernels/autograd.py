@@ -8,15 +8,14 @@ alongside are not differentiable: gradients reach theta through the goal.
 """
 from __future__ import annotations
 
-import math
 from typing import List, Tuple
 
 import torch
 from torch import Tensor
 
 from . import dispatch
+from .reference import _INV_LN2, _safe_log2
 
-_INV_LN2 = 1.0 / math.log(2.0)
 
 
 def _entropy_grad(theta: Tensor) -> Tensor:
@@ -26,9 +25,9 @@ def _entropy_grad(theta: Tensor) -> Tensor:
     p_fire = theta.sum(dim=0, dtype=torch.float64) / B
     p_silent = (1.0 - theta.to(torch.float64)).sum(dim=0) / B
 
-    def term(p):
+    def term(p):  # [p > 0] (log2 p + 1/ln2)
         ok = p > 0
-        return torch.where(ok, torch.log2(torch.where(ok, p, torch.ones_like(p))) + _INV_LN2, torch.zeros_like(p))
+        return _safe_log2(p, ok) + ok * _INV_LN2
 
     return -(term(p_fire) - term(p_silent)) / B
 
