@@ -60,6 +60,7 @@ class _Lattice:
 
 _LATTICES = {}
 _ON_DEVICE = {}
+_FIXED_GOALS = {}
 
 
 def _lattice(n: int) -> _Lattice:
@@ -128,7 +129,17 @@ def _goal_weights(gamma, n, labels, device, validate) -> Optional[torch.Tensor]:
             raise ValueError("gamma must be finite (no NaN/Inf)")
         g = gamma.to(device=device, dtype=torch.float64)
     else:
-        g = torch.as_tensor(lattice.gamma_vector(gamma, n, labels), device=device)
+        # fixed goals (lists, dicts of names) are the common case of a training loop: their weights
+        # are cached per device, so a step does no host-to-device copy (which could synchronize)
+        g_np = lattice.gamma_vector(gamma, n, labels)
+        key = (n, str(device), g_np.tobytes())
+        wg = _FIXED_GOALS.get(key)
+        if wg is None:
+            if len(_FIXED_GOALS) >= 256:
+                _FIXED_GOALS.clear()
+            w_np, g_h = lattice.goal_weights(g_np, n)
+            wg = _FIXED_GOALS[key] = torch.tensor([*w_np, g_h], dtype=torch.float64, device=device)
+        return wg
     _, moebius = _tables(n, device)
     w = moebius.T @ g[:-1]
     full = torch.zeros(a + 1, dtype=torch.float64, device=device)
