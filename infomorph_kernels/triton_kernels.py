@@ -532,6 +532,69 @@ def _coef_on(device: torch.device, flat: tuple) -> torch.Tensor:
     return t
 
 
+def _constexprs(nb: Sequence[int], flat_coef: tuple, A: int, adaptive: bool, need_grad: bool,
+                dtype: torch.dtype, block_b: int) -> dict:
+    """The compile-time arguments of one kernel specialization (shared by launch and AOT compile)."""
+    n = len(nb)
+    jstr, suboff, substr, cells = _layout(nb)
+    unroll = A <= UNROLL_MAX_ANTICHAINS
+    return dict(
+        NSRC=n, KS=tuple(nb), JSTR=jstr, NSTEPS=(max(nb) + 1).bit_length(),
+        S=(1 << n) - 1, SUBOFF=suboff, SUBSTR=substr, CELLS=cells,
+        COEF=flat_coef if unroll else (), NA=A, APAD=triton.next_power_of_2(A),
+        ADAPTIVE=bool(adaptive), NEED_GRAD=bool(need_grad), IS_F64=dtype == torch.float64,
+        UNROLL=unroll, BLOCK_B=block_b,
+    )
+
+
+def compile_for_target(
+    arch: int = 90,
+    *,
+    n: int = 3,
+    nbins: Sequence[int] = (20, 20, 20),
+    dtype: torch.dtype = torch.float32,
+    need_grad: bool = True,
+    adaptive: bool = False,
+    block_b: int = 128,
+    num_warps: int = 4,
+):
+    """Compile the kernel ahead of time for ``sm_<arch>`` without a GPU; returns triton's CompiledKernel.
+
+    The specialization is the one :func:`pid_kernel_triton` launches for these arguments (the same
+    constexprs, from the lattice's coefficient matrix), so a compile error or an unsupported
+    operation shows up on a machine without a GPU, which the interpreter cannot do. The result
+    holds ``asm["ptx"]`` and ``asm["cubin"]``; ``bench/triton_compile_report.py`` prints registers
+    and spills from them.
+    """
+    if triton is None:
+        raise RuntimeError(f"backend 'triton' is not available: {unavailable_reason()}")
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    from .lattice import coef_matrix
+
+    nb = int_list(nbins)
+    if len(nb) != n:
+        raise ValueError(f"nbins must hold {n} ints, got {nb}")
+    rows = torch.as_tensor(coef_matrix(n)).to(torch.int64).tolist()
+    flat = tuple(int(c) for r in rows for c in r)
+    cx = _constexprs(nb, flat, len(rows), adaptive, need_grad, dtype, block_b)
+    fn = triton.JITFunction(_pid_fused_kernel)
+    ptr = "*fp64" if dtype == torch.float64 else "*fp32"
+    sig = {}
+    for name in fn.arg_names:
+        if name in cx:
+            sig[name] = "constexpr"
+        elif name in ("B", "N", "edge_stride"):
+            sig[name] = "i32"
+        elif name in ("code_ptr", "coef_ptr"):
+            sig[name] = "*i32"
+        else:
+            sig[name] = ptr
+    return triton.compile(ASTSource(fn, sig, cx), target=GPUTarget("cuda", int(arch), 32),
+                          options=dict(num_warps=num_warps))
+
+
 def pid_kernel_triton(
     x: torch.Tensor,
     theta: torch.Tensor,
@@ -602,7 +665,7 @@ def pid_kernel_triton(
     else:
         wg = torch.zeros(1, dtype=dtype, device=device)
 
-    jstr, suboff, substr, cells = _layout(nb)
+    cells = _layout(nb)[3]
     if math.prod(nb) >= 2**31 or cells * 4 >= 2**31:
         raise ValueError(f"nbins {nb}: the joint bin code and the table offsets must fit in int32")
     if block_b is None:
@@ -635,11 +698,7 @@ def pid_kernel_triton(
         x, theta, edges, clo, chi, wg,
         red, h_y, dtheta if need_grad else red, codes, mws, tws, rl, coef_dev,
         B, N, edges.shape[1],
-        NSRC=n, KS=tuple(nb), JSTR=jstr, NSTEPS=(max(nb) + 1).bit_length(),
-        S=S, SUBOFF=suboff, SUBSTR=substr, CELLS=cells,
-        COEF=flat_coef if unroll else (), NA=A, APAD=triton.next_power_of_2(A),
-        ADAPTIVE=bool(adaptive), NEED_GRAD=bool(need_grad), IS_F64=dtype == torch.float64,
-        UNROLL=unroll, BLOCK_B=block_b, num_warps=num_warps,
+        **_constexprs(nb, flat_coef, A, adaptive, need_grad, dtype, block_b), num_warps=num_warps,
     )
     if not interp and config not in _RESIDENT:
         resident = _resident_ctas(compiled, num_warps)
