@@ -313,8 +313,10 @@ torch.set_num_threads(1)  # torch's OpenMP pool is not instrumented: its threads
 from test_backend_cuda import EmulatedDevice, make_case, assert_matches, load_emulator
 from infomorph_kernels import cuda_backend
 lib = load_emulator({lib!r})
-for n, tables in ((3, "shared"), (3, "global"), (4, "global")):
-    args = make_case(n, 75, 3, 3, torch.float64, adaptive=True, theta="mixed", seed=n)
+# float32 shared tables: the 64-bit compare-and-swap loop of atomic_add_pair
+for n, tables, dtype in ((3, "shared", torch.float64), (3, "shared", torch.float32), (3, "global", torch.float64),
+                         (4, "global", torch.float64)):
+    args = make_case(n, 75, 3, 3, dtype, adaptive=True, theta="mixed", seed=n)
     got = cuda_backend._run(EmulatedDevice(lib, blocks_per_sm=1), *args, device_index=-1, stream=0, tables=tables)
     assert_matches(got, args)
 print("ok")

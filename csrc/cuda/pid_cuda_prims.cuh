@@ -98,27 +98,20 @@ PID_DEVICE void atomic_add(T* p, T v) {
     atomicAdd(p, v);
 }
 
-// pair[0] += a, pair[1] += b: the (fire, silent) values of one table cell, 8/16-byte aligned.
-// Shared-memory float atomicAdd compiles to a compare-and-swap loop on sm_80/sm_90 (no native
-// shared FP32 add), so one 64-bit CAS loop updates both halves of a float pair at once: half the
-// loops of two atomicAdds, the same two IEEE additions. Global tables use two native REDs.
-template <bool kShared, typename T>
-PID_DEVICE void atomic_add_pair(T* pair, T a, T b) {
-    if constexpr (kShared && std::is_same<T, float>::value) {
-        unsigned long long* q = reinterpret_cast<unsigned long long*>(pair);
-        unsigned long long old = *q, seen;
-        do {
-            seen = old;
-            const float fire = __uint_as_float(unsigned(seen & 0xffffffffull)) + a;
-            const float silent = __uint_as_float(unsigned(seen >> 32)) + b;
-            const unsigned long long upd =
-                (unsigned long long)__float_as_uint(fire) | ((unsigned long long)__float_as_uint(silent) << 32);
-            old = atomicCAS(q, seen, upd);
-        } while (old != seen);
-    } else {
-        atomicAdd(pair, a);
-        atomicAdd(pair + 1, b);
-    }
+// 64-bit compare-and-swap and bit casts for atomic_add_pair (below, shared with the emulator)
+PID_DEVICE unsigned long long cas_u64(unsigned long long* q, unsigned long long expected, unsigned long long desired) {
+    return atomicCAS(q, expected, desired);
+}
+PID_DEVICE unsigned long long peek_u64(const unsigned long long* q) { return *q; }  // any value: the CAS checks it
+PID_DEVICE float float_of_bits(unsigned u) { return __uint_as_float(u); }
+PID_DEVICE unsigned bits_of_float(float f) { return __float_as_uint(f); }
+PID_DEVICE void atomic_add_split(float* pair, float a, float b) {
+    atomicAdd(pair, a);
+    atomicAdd(pair + 1, b);
+}
+PID_DEVICE void atomic_add_split(double* pair, double a, double b) {
+    atomicAdd(pair, a);
+    atomicAdd(pair + 1, b);
 }
 
 // row of kW coefficients from shared memory (16-byte aligned, kW a multiple of 16 / sizeof(T)):
@@ -178,8 +171,26 @@ template <bool kShared, typename T>
 inline T tab_load(const T* p) {
     return *p;
 }
-template <bool kShared, typename T>
-inline void atomic_add_pair(T* pair, T a, T b) {
+inline unsigned long long cas_u64(unsigned long long* q, unsigned long long expected, unsigned long long desired) {
+    emu::check_aligned(q, 8, "64-bit compare-and-swap");
+    std::atomic_ref<unsigned long long>(*q).compare_exchange_strong(expected, desired, std::memory_order_relaxed);
+    return expected;  // the value found: equal to the argument exactly when the swap happened
+}
+inline unsigned long long peek_u64(const unsigned long long* q) {
+    return std::atomic_ref<unsigned long long>(*const_cast<unsigned long long*>(q)).load(std::memory_order_relaxed);
+}
+inline float float_of_bits(unsigned u) {
+    float f;
+    std::memcpy(&f, &u, sizeof f);
+    return f;
+}
+inline unsigned bits_of_float(float f) {
+    unsigned u;
+    std::memcpy(&u, &f, sizeof u);
+    return u;
+}
+template <typename T>
+inline void atomic_add_split(T* pair, T a, T b) {
     emu::check_aligned(pair, 2 * sizeof(T), "table pair atomic");
     emu::atomic_add(pair, a);
     emu::atomic_add(pair + 1, b);
@@ -216,6 +227,29 @@ inline void zero_shared(T* p, int64_t count, int tid, int nthreads) {
 }
 
 #endif
+
+// pair[0] += a, pair[1] += b: the (fire, silent) values of one table cell, 8/16-byte aligned.
+// Shared-memory float atomicAdd compiles to a compare-and-swap loop on sm_80/sm_90 (no native
+// shared FP32 add), so one 64-bit CAS loop updates both halves of a float pair at once: half the
+// loops of two atomicAdds, the same two IEEE additions. Global tables use two native REDs.
+// Written once for the GPU and the emulator (which runs the CAS loop with std::atomic_ref).
+template <bool kShared, typename T>
+PID_DEVICE void atomic_add_pair(T* pair, T a, T b) {
+    if constexpr (kShared && std::is_same<T, float>::value) {
+        unsigned long long* q = reinterpret_cast<unsigned long long*>(pair);
+        unsigned long long old = peek_u64(q), seen;
+        do {
+            seen = old;
+            const float fire = float_of_bits(unsigned(seen & 0xffffffffull)) + a;  // pair[0]: low half
+            const float silent = float_of_bits(unsigned(seen >> 32)) + b;
+            const unsigned long long upd =
+                (unsigned long long)bits_of_float(fire) | ((unsigned long long)bits_of_float(silent) << 32);
+            old = cas_u64(q, seen, upd);
+        } while (old != seen);
+    } else {
+        atomic_add_split(pair, a, b);
+    }
+}
 
 }  // namespace cudak
 }  // namespace infomorph
