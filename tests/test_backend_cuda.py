@@ -9,7 +9,7 @@
   ThreadSanitizer (INFOMORPH_TEST_TSAN=0 skips it).
 * On a GPU (skipped without one): the real kernels, the same cases plus the full-size layer.
 
-Tolerances (docs/kernel_contract.md): float64 within 1e-9 of the oracle; float32 compared with the
+Tolerances (infomorph_kernels.selfcheck.compare): float64 within 1e-9 of the oracle; float32 compared with the
 float64 oracle, allowed 4x the error of the reference's own float32 computation plus 8 ulp of the
 output's scale (on the emulator the engine's float32 error is about the reference's own).
 """
@@ -25,9 +25,8 @@ import sys
 import pytest
 import torch
 
-from infomorph_kernels import cuda_backend, lattice
-from infomorph_kernels.binning import make_binning
-from infomorph_kernels.reference import pid_kernel_reference
+from infomorph_kernels import cuda_backend
+from infomorph_kernels.selfcheck import compare, make_case
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 F32, F64 = torch.float32, torch.float64
@@ -39,68 +38,10 @@ GPU = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU
 # ------------------------------------------------------------------------------------------------
 
 
-def make_case(n, B, N, bins, dtype, device="cpu", adaptive=False, theta="uniform", seed=0, need_grad=True):
-    """Random layer inputs in the contract's form, with the corner cases folded in: values beyond
-    the range (clamps), a constant neuron (adaptive scale 0), theta exactly 0 and 1."""
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(B, N, n, generator=g, dtype=F64) * 8.0
-    if N > 1:
-        x[:, -1, 0] = 0.0  # constant source: adaptive scale 0, one bin
-    if B > 2:
-        x[0, 0, :] = 25.0  # beyond hi = 20: clamped into the last bin
-        x[1, 0, :] = -25.0  # below lo: clamped to lo + 1e-4, first bin
-    if theta == "uniform":
-        t = torch.rand(B, N, generator=g, dtype=F64)
-    elif theta == "binary":  # exactly 0 / 1: empty (y, cell) pairs everywhere
-        t = (torch.rand(B, N, generator=g, dtype=F64) < 0.5).to(F64)
-    elif theta == "mixed":  # exact 0 and 1 mixed with interior values
-        t = torch.rand(B, N, generator=g, dtype=F64)
-        t[torch.rand(B, N, generator=g) < 0.3] = 0.0
-        t[torch.rand(B, N, generator=g) < 0.3] = 1.0
-    elif theta == "ones":  # p(silent) = 0 for the whole neuron
-        t = torch.ones(B, N, dtype=F64)
-    else:
-        raise ValueError(theta)
-    binning = make_binning(n, bins, "adaptive" if adaptive else (-20.0, 20.0), dtype, device)
-    coef = torch.as_tensor(lattice.coef_matrix(n), dtype=torch.int32, device=device)
-    w = torch.randn(coef.shape[0], generator=g, dtype=F64).to(device)
-    gamma_h = float(torch.randn(1, generator=g, dtype=F64))
-    return (
-        x.to(device=device, dtype=dtype), t.to(device=device, dtype=dtype), binning.edges, binning.nbins,
-        binning.clamp_lo, binning.clamp_hi, binning.adaptive, coef, w, gamma_h, need_grad,
-    )  # fmt: skip
-
-
-def reference(args, compute_dtype):
-    """The oracle on the CPU (a CUDA reference would give the same numbers, slower to set up)."""
-    cpu = [a.cpu() if isinstance(a, torch.Tensor) else a for a in args]
-    return pid_kernel_reference(*cpu, compute_dtype=compute_dtype)
-
-
 def assert_matches(got, args):
-    """got = (red, h_y, dtheta) of a backend for the kernel arguments `args`."""
-    need_grad = args[-1]
-    dtype = args[0].dtype
-    ref64 = reference(args, F64)
-    ref32 = reference(args, F32) if dtype == F32 else None
-    names = ("red", "h_y", "dtheta")
-    for k, name in enumerate(names):
-        g = got[k].detach().cpu()
-        if name == "dtheta" and not need_grad:
-            assert g.numel() == 0 and g.dtype == dtype
-            continue
-        assert g.dtype == dtype, f"{name}: dtype {g.dtype}, expected {dtype}"
-        assert g.shape == ref64[k].shape, f"{name}: shape {tuple(g.shape)}, expected {tuple(ref64[k].shape)}"
-        assert torch.isfinite(g).all(), f"{name}: NaN or Inf"
-        r = ref64[k]
-        err = (g.to(F64) - r).abs().max().item() if r.numel() else 0.0
-        scale = r.abs().max().item() if r.numel() else 0.0
-        if dtype == F64:
-            tol = 1e-9 * max(1.0, scale)
-        else:  # dtheta is ~1/B small: the ulp floor follows each output's own scale
-            err_ref = (ref32[k].to(F64) - r).abs().max().item() if r.numel() else 0.0
-            tol = 4.0 * err_ref + 8 * torch.finfo(F32).eps * scale + 1e-12
-        assert err <= tol, f"{name}: max abs error {err:.3e} > tolerance {tol:.3e} ({dtype})"
+    """got = (red, h_y, dtheta) of a backend for the kernel arguments `args` (selfcheck.compare)."""
+    for row in compare(got, args):
+        assert row["problem"] is None, row["problem"]
 
 
 # ------------------------------------------------------------------------------------------------
