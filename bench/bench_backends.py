@@ -145,6 +145,15 @@ def environment(device):
             "triton": tv, "python": platform.python_version(), "commit": commit}
 
 
+def emit(heading, env, body, write):
+    """Print a RESULTS.md section (heading, the environment line, a table); with ``write`` append it."""
+    text = f"### {heading}\n\n" + ", ".join(f"{k}: {v}" for k, v in env.items()) + "\n\n" + body + "\n"
+    print(text)
+    if write:
+        with open(os.path.join(HERE, "RESULTS.md"), "a") as f:
+            f.write("\n" + text)
+
+
 def table(rows, modes):
     head = "| backend | neurons | " + " | ".join(f"{m} median ms (q20-q80)" for m in modes)
     head += " | speed-up vs reference_dense (fwd+bwd) | max err | peak RSS MB |"
@@ -192,13 +201,8 @@ def main():
                 rows.append(json.loads(p.stdout.strip().splitlines()[-1]))
             print(f"  {b} N={n}: " + (rows[-1].get("error") or f"{rows[-1][args.modes[-1]]['median_ms']:.2f} ms"),
                   file=sys.stderr)
-    env = environment(args.device)
-    text = (f"### Trivariate layer step, batch {args.batch}, {args.bins} bins, {args.dtype}, device {args.device}\n\n"
-            + ", ".join(f"{k}: {v}" for k, v in env.items()) + "\n\n" + table(rows, args.modes) + "\n")
-    print(text)
-    if args.write:
-        with open(os.path.join(HERE, "RESULTS.md"), "a") as f:
-            f.write("\n" + text)
+    emit(f"Trivariate layer step, batch {args.batch}, {args.bins} bins, {args.dtype}, device {args.device}",
+         environment(args.device), table(rows, args.modes), args.write)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ sys.path.insert(0, HERE)
 
 import torch  # noqa: E402
 
-from bench_backends import environment  # noqa: E402
+from bench_backends import emit, environment  # noqa: E402
 
 PTXAS_RE = re.compile(
     r"(?P<stack>\d+) bytes stack frame, (?P<sst>\d+) bytes spill stores, (?P<sld>\d+) bytes spill loads"
@@ -116,22 +116,14 @@ def main():
     ap.add_argument("--write", action="store_true", help="append the table to bench/RESULTS.md")
     args = ap.parse_args()
     rows = triton_rows(args.arch) + cuda_rows(args.arch)
-    env = environment("cpu")
-    lines = [f"### Compiled for sm_{args.arch} (no GPU needed)", "",
-             ", ".join(f"{k}: {v}" for k, v in env.items()), "",
-             "| kernel (K = 20) | registers | spill st/ld bytes | static smem bytes | CTAs/SM by registers | compile s |",
+    lines = ["| kernel (K = 20) | registers | spill st/ld bytes | static smem bytes | CTAs/SM by registers | compile s |",
              "|---|---|---|---|---|---|"]
     for label, s, ctas, secs in rows:
         if s is None:
             lines.append(f"| {label} | - | - | - | - | - |")
         else:
             lines.append(f"| {label} | {s['regs']} | {s['sst']}/{s['sld']} | {s['smem']} | {ctas} | {secs} |")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.write:
-        with open(os.path.join(HERE, "RESULTS.md"), "a") as f:
-            f.write("\n" + text)
-
+    emit(f"Compiled for sm_{args.arch} (no GPU needed)", environment("cpu"), "\n".join(lines), args.write)
 
 if __name__ == "__main__":
     main()
