@@ -563,7 +563,7 @@ def compile_for_target(
     The specialization is the one :func:`pid_kernel_triton` launches for these arguments (the same
     constexprs, from the lattice's coefficient matrix), so a compile error or an unsupported
     operation shows up on a machine without a GPU, which the interpreter cannot do. The result
-    holds ``asm["ptx"]`` and ``asm["cubin"]``; ``bench/triton_compile_report.py`` prints registers
+    holds ``asm["ptx"]`` and ``asm["cubin"]``; ``bench/gpu_compile_report.py`` prints registers
     and spills from them.
     """
     if triton is None:
@@ -573,9 +573,16 @@ def compile_for_target(
 
     from .lattice import coef_matrix
 
+    if not isinstance(n, int) or not 1 <= n <= MAX_SOURCES:
+        raise ValueError(f"n must be an int in 1..{MAX_SOURCES}, got {n!r}")
+    if dtype not in (torch.float32, torch.float64):
+        raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
+    if not isinstance(arch, int) or arch < 70:
+        raise ValueError(f"arch must be a CUDA compute capability as an int >= 70 (90 = sm_90), got {arch!r}")
     nb = int_list(nbins)
-    if len(nb) != n:
-        raise ValueError(f"nbins must hold {n} ints, got {nb}")
+    if len(nb) != n or min(nb) < 1:
+        raise ValueError(f"nbins must hold {n} ints >= 1, got {nb}")
+    block_b = triton.next_power_of_2(max(16, int(block_b)))  # as the launcher rounds it
     rows = torch.as_tensor(coef_matrix(n)).to(torch.int64).tolist()
     flat = tuple(int(c) for r in rows for c in r)
     cx = _constexprs(nb, flat, len(rows), adaptive, need_grad, dtype, block_b)
@@ -591,7 +598,7 @@ def compile_for_target(
             sig[name] = "*i32"
         else:
             sig[name] = ptr
-    return triton.compile(ASTSource(fn, sig, cx), target=GPUTarget("cuda", int(arch), 32),
+    return triton.compile(ASTSource(fn, sig, cx), target=GPUTarget("cuda", arch, 32),
                           options=dict(num_warps=num_warps))
 
 

@@ -50,6 +50,14 @@ def test_compiles_for_ampere():
     assert k.metadata.arch == "sm80" and len(k.asm["cubin"]) > 0
 
 
-def test_compile_for_target_rejects_mismatched_bins():
-    with pytest.raises(ValueError, match="nbins"):
-        tk.compile_for_target(90, n=3, nbins=[20, 20])
+@pytest.mark.parametrize("kw, match", [
+    (dict(n=3, nbins=[20, 20]), "nbins must hold 3 ints"),
+    (dict(n=2, nbins=[20, 0]), "nbins must hold 2 ints >= 1"),
+    (dict(n=5, nbins=[2] * 5), "n must be an int in 1..4"),
+    (dict(dtype=torch.float16), "dtype must be"),
+    (dict(arch=9.0), "arch must be"),
+])  # fmt: skip
+def test_compile_for_target_rejects_bad_arguments(kw, match):
+    arch = kw.pop("arch", 90)
+    with pytest.raises(ValueError, match=match):
+        tk.compile_for_target(arch, **kw)
