@@ -105,13 +105,10 @@ PID_DEVICE unsigned long long cas_u64(unsigned long long* q, unsigned long long 
 PID_DEVICE unsigned long long peek_u64(const unsigned long long* q) { return *q; }  // any value: the CAS checks it
 PID_DEVICE float float_of_bits(unsigned u) { return __uint_as_float(u); }
 PID_DEVICE unsigned bits_of_float(float f) { return __float_as_uint(f); }
-PID_DEVICE void atomic_add_split(float* pair, float a, float b) {
-    atomicAdd(pair, a);
-    atomicAdd(pair + 1, b);
-}
-PID_DEVICE void atomic_add_split(double* pair, double a, double b) {
-    atomicAdd(pair, a);
-    atomicAdd(pair + 1, b);
+template <typename T>
+PID_DEVICE void atomic_add_split(T* pair, T a, T b) {
+    atomic_add(pair, a);
+    atomic_add(pair + 1, b);
 }
 
 // row of kW coefficients from shared memory (16-byte aligned, kW a multiple of 16 / sizeof(T)):
