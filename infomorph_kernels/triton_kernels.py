@@ -61,9 +61,11 @@ Under ``TRITON_INTERPRET=1`` the programs run one after the other, so results ar
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
-from typing import Dict, Optional, Sequence, Tuple
+from types import SimpleNamespace
+from typing import Dict, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 
@@ -558,13 +560,17 @@ def compile_for_target(
     block_b: int = 128,
     num_warps: int = 4,
 ):
-    """Compile the kernel ahead of time for ``sm_<arch>`` without a GPU; returns triton's CompiledKernel.
+    """Compile the kernel ahead of time for ``sm_<arch>`` without a GPU; returns a :class:`CompiledForTarget`.
 
     The specialization is the one :func:`pid_kernel_triton` launches for these arguments (the same
     constexprs, from the lattice's coefficient matrix), so a compile error or an unsupported
     operation shows up on a machine without a GPU, which the interpreter cannot do. The result
-    holds ``asm["ptx"]`` and ``asm["cubin"]``; ``bench/gpu_compile_report.py`` prints registers
-    and spills from them.
+    holds ``asm["ptx"]`` (str), ``asm["cubin"]`` (bytes) and triton's ``metadata`` (``arch``,
+    ``shared``, ``num_warps``, ...); ``bench/gpu_compile_report.py`` prints registers and spills.
+
+    The real compiler runs whatever TRITON_INTERPRET says. Where triton itself was imported with
+    the interpreter on (its standard library is then made of interpreted functions, which the
+    compiler cannot take), the compile runs in a fresh Python process with the switch off.
     """
     if triton is None:
         raise RuntimeError(f"backend 'triton' is not available: {unavailable_reason()}")
@@ -586,20 +592,96 @@ def compile_for_target(
     rows = torch.as_tensor(coef_matrix(n)).to(torch.int64).tolist()
     flat = tuple(int(c) for r in rows for c in r)
     cx = _constexprs(nb, flat, len(rows), adaptive, need_grad, dtype, block_b)
-    fn = triton.JITFunction(_pid_fused_kernel)
+    if not _stdlib_compilable():
+        return _compile_in_subprocess(arch, n, nb, dtype, need_grad, adaptive, block_b, num_warps)
     ptr = "*fp64" if dtype == torch.float64 else "*fp32"
-    sig = {}
-    for name in fn.arg_names:
-        if name in cx:
-            sig[name] = "constexpr"
-        elif name in ("B", "N", "edge_stride"):
-            sig[name] = "i32"
-        elif name in ("code_ptr", "coef_ptr"):
-            sig[name] = "*i32"
-        else:
-            sig[name] = ptr
-    return triton.compile(ASTSource(fn, sig, cx), target=GPUTarget("cuda", arch, 32),
-                          options=dict(num_warps=num_warps))
+    with _real_compiler():
+        fn = triton.JITFunction(_pid_fused_kernel)
+        sig = {name: _arg_type(name, cx, ptr) for name in fn.arg_names}
+        k = triton.compile(ASTSource(fn, sig, cx), target=GPUTarget("cuda", arch, 32),
+                           options=dict(num_warps=num_warps))
+    meta = {f: getattr(k.metadata, f) for f in k.metadata._fields}
+    return CompiledForTarget({"ptx": k.asm["ptx"], "cubin": bytes(k.asm["cubin"])}, SimpleNamespace(**meta))
+
+
+class CompiledForTarget(NamedTuple):
+    """What :func:`compile_for_target` returns: ``asm`` {"ptx": str, "cubin": bytes} and
+    triton's compile ``metadata`` as attributes (``arch`` e.g. "sm90", ``shared``, ``num_warps``)."""
+
+    asm: dict
+    metadata: SimpleNamespace
+
+
+def _stdlib_compilable() -> bool:
+    """False where triton was imported under TRITON_INTERPRET=1 (its tl.sum etc. are interpreted)."""
+    from triton.runtime.jit import JITFunction
+
+    return isinstance(getattr(tl, "sum", None), JITFunction)
+
+
+def _compile_in_subprocess(arch, n, nbins, dtype, need_grad, adaptive, block_b, num_warps) -> "CompiledForTarget":
+    import base64
+    import json
+    import subprocess
+    import sys
+
+    kw = dict(n=n, nbins=list(nbins), dtype=str(dtype).split(".")[-1], need_grad=bool(need_grad),
+              adaptive=bool(adaptive), block_b=int(block_b), num_warps=int(num_warps))
+    code = (
+        "import base64, json, sys, torch\n"
+        "from infomorph_kernels import triton_kernels as tk\n"
+        "kw = json.loads(sys.argv[2]); kw['dtype'] = getattr(torch, kw['dtype'])\n"
+        "k = tk.compile_for_target(int(sys.argv[1]), **kw)\n"
+        "meta = {f: v for f, v in vars(k.metadata).items() if isinstance(v, (int, float, str, bool, type(None)))}\n"
+        "print(json.dumps({'ptx': k.asm['ptx'], 'cubin': base64.b64encode(k.asm['cubin']).decode(), 'meta': meta}))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")  # this very package, installed or not
+    res = subprocess.run([sys.executable, "-c", code, str(arch), json.dumps(kw)], capture_output=True, text=True, env=env)
+    if res.returncode != 0:
+        tail = "\n".join(res.stderr.strip().splitlines()[-15:])
+        raise RuntimeError(f"compile_for_target: the compile (run in a fresh process, since triton was imported "
+                           f"with TRITON_INTERPRET=1) failed:\n{tail}")
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    return CompiledForTarget({"ptx": out["ptx"], "cubin": base64.b64decode(out["cubin"])}, SimpleNamespace(**out["meta"]))
+
+
+def _arg_type(name: str, cx: dict, ptr: str) -> str:
+    """Triton signature type of kernel argument ``name`` (constexprs by value in ``cx``)."""
+    if name in cx:
+        return "constexpr"
+    if name in ("B", "N", "edge_stride"):
+        return "i32"
+    if name in ("code_ptr", "coef_ptr"):
+        return "*i32"
+    return ptr
+
+
+@contextlib.contextmanager
+def _real_compiler():
+    """Triton's code generator with the interpreter switched off, whatever TRITON_INTERPRET says.
+
+    Triton reads the switch while it builds the IR (constexpr handling differs in interpreter
+    mode), so an ahead-of-time compile in a process that runs the interpreter fails on a cold
+    cache. The environment variable and triton's knob are restored afterwards.
+    """
+    saved_env = os.environ.pop("TRITON_INTERPRET", None)
+    runtime = getattr(getattr(triton, "knobs", None), "runtime", None)
+    missing = object()
+    saved_knob = runtime.__dict__.get("interpret", missing) if runtime is not None else missing
+    if runtime is not None:
+        runtime.__dict__["interpret"] = False  # an override, so a knob set in code is bypassed too
+    try:
+        yield
+    finally:
+        if saved_env is not None:
+            os.environ["TRITON_INTERPRET"] = saved_env
+        if runtime is not None:
+            if saved_knob is missing:
+                runtime.__dict__.pop("interpret", None)
+            else:
+                runtime.__dict__["interpret"] = saved_knob
 
 
 def pid_kernel_triton(

@@ -1,7 +1,29 @@
 import os
+import sys
 
 import pytest
 import torch
+
+# Without a CUDA device, Triton kernels run on CPU tensors under the interpreter. The switch
+# (TRITON_INTERPRET=1) is on only inside the tests that ask for it (fixture triton_interpreter);
+# every other test sees the environment a user has. Triton decides at its import whether its
+# standard library (tl.sum, ...) is made of interpreted or compiled functions, and the interpreter
+# cannot call compiled ones, so triton is imported here once with the switch on and the variable is
+# restored at once. The ahead-of-time compile (triton_kernels.compile_for_target) copes with that
+# by compiling in a fresh process; tests/test_triton_aot.py checks both ways.
+INTERPRET_TRITON = not torch.cuda.is_available()
+if INTERPRET_TRITON and "triton" not in sys.modules:
+    _saved = os.environ.get("TRITON_INTERPRET")
+    os.environ["TRITON_INTERPRET"] = "1"
+    try:
+        import triton.language  # noqa: F401
+    except ImportError:  # the triton tests skip themselves
+        pass
+    finally:
+        if _saved is None:
+            del os.environ["TRITON_INTERPRET"]
+        else:
+            os.environ["TRITON_INTERPRET"] = _saved
 
 try:
     from hypothesis import settings
@@ -26,3 +48,22 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture
+def triton_interpreter(monkeypatch):
+    """TRITON_INTERPRET=1 for this test only (restored after it), unless a CUDA device is present."""
+    if INTERPRET_TRITON:
+        monkeypatch.setenv("TRITON_INTERPRET", "1")
+    yield
+
+
+def triton_status():
+    """(runnable here, reason): triton importable, and a CUDA device or the interpreter."""
+    try:
+        from infomorph_kernels import triton_kernels as tk
+    except ImportError as e:  # pragma: no cover - the module itself imports without triton
+        return False, str(e)
+    if tk.triton is None:
+        return False, tk.unavailable_reason()
+    return True, ""

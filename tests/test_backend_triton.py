@@ -1,20 +1,17 @@
 """Backend "triton" (infomorph_kernels/triton_kernels.py) against the float64 oracle.
 
 Without a CUDA device the kernels run on CPU tensors under the Triton interpreter
-(TRITON_INTERPRET=1, set below before triton is imported); with one, the same tests run on the GPU
+(TRITON_INTERPRET=1, set for each test by the ``triton_interpreter`` fixture of conftest.py); with one, the same tests run on the GPU
 and a larger-shape test is added. The judge is ``reference.pid_kernel_reference`` (same signature):
 float64 within 1e-9 bits absolute, float32 within ~2x the reference's own float32 error.
 """
 import importlib.util
-import os
 import sys
 
 import pytest
 import torch
 
 HAS_CUDA = torch.cuda.is_available()
-if not HAS_CUDA:
-    os.environ["TRITON_INTERPRET"] = "1"  # before triton is imported (also by the module below)
 
 pytest.importorskip("triton", reason="backend 'triton' needs the triton package (pip install triton)")
 
@@ -25,7 +22,8 @@ from infomorph_kernels import triton_kernels as tk  # noqa: E402
 
 DEVICE = "cuda" if HAS_CUDA else "cpu"
 
-pytestmark = pytest.mark.skipif(not tk.is_available(), reason=f"backend 'triton': {tk.unavailable_reason()}")
+# the interpreter is on for each test of this file only (tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("triton_interpreter")
 
 
 def _inputs(B, N, nbins, adaptive, dtype, seed, theta_mode="mixed", need_grad=True, on_edges=True):

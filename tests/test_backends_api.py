@@ -1,18 +1,17 @@
 """Every fused backend that can run here, through the public API (binning, dispatch, custom op,
 H(Y) term, autograd), against the float64 reference backend."""
-import os
-
 import pytest
 import torch
 
-if not torch.cuda.is_available():
-    os.environ.setdefault("TRITON_INTERPRET", "1")  # Triton kernels run on CPU tensors here
+import infomorph_kernels as ik
+from infomorph_kernels import lattice
 
-import infomorph_kernels as ik  # noqa: E402
-from infomorph_kernels import lattice  # noqa: E402
+from conftest import triton_status
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
-FUSED = [b for b in ("cpu", "triton", "cuda") if ik.backend_status(b, DEVICE)[0]]
+# triton runs on CPU tensors under the interpreter, switched on per test (conftest.py)
+FUSED = [b for b in ("cpu", "triton", "cuda") if (triton_status()[0] if b == "triton" else ik.backend_status(b, DEVICE)[0])]
+pytestmark = pytest.mark.usefixtures("triton_interpreter")
 F64 = torch.float64
 
 

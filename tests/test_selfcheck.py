@@ -8,10 +8,7 @@ import sys
 import pytest
 import torch
 
-if not torch.cuda.is_available():
-    os.environ["TRITON_INTERPRET"] = "1"  # before triton is imported, as in test_backend_triton.py
-
-from infomorph_kernels import dispatch, selfcheck  # noqa: E402
+from infomorph_kernels import dispatch, selfcheck
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMALL = dict(batch=40, neurons=3, bins=5)
@@ -71,7 +68,7 @@ def test_backend_that_cannot_run_fails_the_check():
     assert "cuda     cannot run" in out.getvalue()
 
 
-def test_triton_under_the_interpreter():
+def test_triton_under_the_interpreter(triton_interpreter):
     pytest.importorskip("triton", reason="needs the triton package")
     if torch.cuda.is_available():
         pytest.skip("covered on the GPU by `python -m infomorph_kernels check`")

@@ -61,3 +61,33 @@ def test_compile_for_target_rejects_bad_arguments(kw, match):
     arch = kw.pop("arch", 90)
     with pytest.raises(ValueError, match=match):
         tk.compile_for_target(arch, **kw)
+
+
+@pytest.mark.parametrize("import_interpreted", [False, True])
+def test_compile_whatever_triton_interpret_says(import_interpreted):
+    """The compile does not depend on the interpreter switch: with the variable set after triton's
+    import (compiled in this process, the switch bypassed) and with triton imported under it (its
+    standard library interpreted: compiled in a fresh process). Run in a clean process each, with
+    an empty triton cache, so no earlier compile can hide a failure."""
+    import os
+    import subprocess
+    import sys
+    import tempfile
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    code = (
+        "import os, torch\n"
+        + ("os.environ['TRITON_INTERPRET'] = '1'\n" if import_interpreted else "")
+        + "import triton.language as tl\n"
+        "os.environ['TRITON_INTERPRET'] = '1'\n"
+        "from infomorph_kernels import triton_kernels as tk\n"
+        "k = tk.compile_for_target(90, n=2, nbins=[5, 5], dtype=torch.float32, need_grad=True)\n"
+        "assert k.metadata.arch == 'sm90' and k.asm['cubin'] and 'bar.sync' in k.asm['ptx']\n"
+        "assert os.environ['TRITON_INTERPRET'] == '1'\n"
+        "print('interpreted' if not tk._stdlib_compilable() else 'compiled', 'ok')\n"
+    )
+    with tempfile.TemporaryDirectory() as cache:
+        env = dict(os.environ, TRITON_CACHE_DIR=cache, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert res.stdout.split() == ["interpreted" if import_interpreted else "compiled", "ok"]
