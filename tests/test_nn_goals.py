@@ -71,3 +71,11 @@ def test_yaml_is_optional(tmp_path, monkeypatch):
     j = tmp_path / "g.json"
     j.write_text("[1, 0, 0, 0, 0]")
     assert resolve_goal(str(j), 2).tolist() == [1, 0, 0, 0, 0]
+
+
+def test_readable_names_use_source_letters():
+    from infomorph.goals import readable_name
+
+    assert readable_name("{1}{23}") == "{F}{CL}" and readable_name("{12}") == "{FC}"
+    assert readable_name("H_res") == "H_res"
+    assert [readable_name(n) for n in gamma_names(2)] == ["{F}", "{C}", "{F}{C}", "{FC}", "H_res"]

@@ -5,6 +5,7 @@ import sys
 import pytest
 import torch
 
+from infomorph.errors import UserError
 from infomorph.train import TrainConfig, train
 
 
@@ -53,7 +54,7 @@ def test_resume_continues_exactly(tmp_path):
 
 
 def test_resume_needs_a_checkpoint(tmp_path):
-    with pytest.raises(FileNotFoundError, match="checkpoint"):
+    with pytest.raises(UserError, match="checkpoint"):
         train(_cfg(), str(tmp_path), resume=True, log=_quiet)
 
 
@@ -70,10 +71,18 @@ def test_plots_are_optional(tmp_path, monkeypatch):
     assert not list(tmp_path.glob("*.png"))
 
 
-def test_plots_written(tmp_path):
+def test_plots_written(tmp_path, monkeypatch):
     pytest.importorskip("matplotlib")
+    from matplotlib.axes import Axes
+
+    ticks = []
+    real = Axes.set_xticklabels
+    monkeypatch.setattr(Axes, "set_xticklabels", lambda self, labels, **kw: ticks.append(list(labels)) or real(self, labels, **kw))
     train(_cfg(epochs=1), str(tmp_path), log=_quiet, show_progress=False)
     assert (tmp_path / "accuracy.png").stat().st_size > 0 and (tmp_path / "atoms.png").stat().st_size > 0
+    # people read the paper's source letters; results.json keeps the numbered names
+    assert ticks[0][:3] == ["{F}{C}{L}", "{F}{C}", "{F}{L}"] and ticks[1] == ["{F}", "{C}", "{F}{C}", "{FC}", "H_res"]
+    assert "{1}{2}{3}" in json.loads((tmp_path / "results.json").read_text())["history"][0]["atoms"]["hidden"]
 
 
 def test_progress_fallback_without_tqdm(monkeypatch):

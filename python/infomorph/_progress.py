@@ -16,6 +16,9 @@ class _Fallback:
         self.tty = hasattr(stream, "isatty") and stream.isatty()
         self.postfix = ""
 
+    def close(self) -> None:
+        pass
+
     def set_postfix_str(self, s: str) -> None:
         self.postfix = s
 
@@ -46,6 +49,9 @@ def progress(iterable: Iterable[T], total: int, desc: str = "", enabled: bool = 
 class _Silent:
     def __init__(self, iterable):
         self.iterable = iterable
+
+    def close(self) -> None:
+        pass
 
     def set_postfix_str(self, s: str) -> None:
         pass

@@ -9,32 +9,53 @@ from typing import List, Optional
 
 import torch
 
-from .data import DATASETS
+from .data import DATASETS, DataNotFoundError
+from .errors import TrainingInterrupted, UserError
 from .train import TrainConfig, train
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error (no usage block): ``PROG: error: MESSAGE (see PROG -h)``, exit 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} -h)\n")
 
 
 def _hidden(s: str) -> List[int]:
     try:
         sizes = [int(v) for v in s.replace("-", ",").split(",") if v.strip()]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--hidden takes sizes like 100 or 800,200, got {s!r}") from None
+        raise argparse.ArgumentTypeError(f"takes sizes like 100 or 800,200, got {s!r}") from None
     if not sizes or min(sizes) < 1:
-        raise argparse.ArgumentTypeError(f"--hidden takes positive sizes, got {s!r}")
+        raise argparse.ArgumentTypeError(f"takes positive sizes like 100 or 800,200, got {s!r}")
     return sizes
 
 
 def _lateral(s: str) -> Optional[int]:
     if s.lower() in ("dense", "all", "none"):
         return None
-    k = int(s)
+    try:
+        k = int(s)
+    except ValueError:
+        k = -1
     if k < 0:
-        raise argparse.ArgumentTypeError("--lateral-k must be >= 0 or 'dense'")
+        raise argparse.ArgumentTypeError(f"takes an int >= 0 or 'dense', got {s!r}")
     return k
 
 
+def _positive(s: str) -> int:
+    try:
+        v = int(s)
+    except ValueError:
+        v = 0
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"takes an int >= 1, got {s!r}")
+    return v
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m infomorph", description="Infomorphic networks on the I_sx PID engine.")
-    sub = p.add_subparsers(dest="command", required=True)
+    p = _Parser(prog="python -m infomorph", description="Infomorphic networks on the I_sx PID engine.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
     t = sub.add_parser("train", help="train a network and write results.json, a checkpoint and plots")
     # "synthetic" is a tiny built-in problem for tests and smoke runs; not advertised
     t.add_argument("--dataset", default="mnist", choices=DATASETS, metavar="{mnist,fashion-mnist}")
@@ -43,34 +64,50 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--hidden", type=_hidden, default=[100], help="hidden sizes: 100, or 800,200 for a deeper stack")
     t.add_argument("--goal", default="optimized", help="hidden goal: heuristic, optimized, or a .yaml/.json file")
     t.add_argument("--output-goal", default="output", help="output layer goal: output (the paper's) or a file")
-    t.add_argument("--epochs", type=int, default=None, help="epochs (default 100; with --resume: the stored number)")
+    t.add_argument("--epochs", type=_positive, default=None, help="epochs (default 100; with --resume: the stored number)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--out", help="output directory (results.json, checkpoint.pt, plots)")
     t.add_argument("--resume", metavar="DIR", help="continue the run in DIR (its stored config; --epochs may extend it)")
+    t.add_argument("--restart", action="store_true",
+                   help="with --resume DIR: start that run over from epoch 1 with the options given (e.g. its checkpoint is damaged)")
     t.add_argument("--backprop", action="store_true", help="the backprop baseline (Setup 1 connectivity, cross-entropy)")
     t.add_argument("--backend", default="auto", help="engine backend: auto, reference, cpu, cuda, triton")
     t.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
-    t.add_argument("--batch-size", type=int, default=1024)
+    t.add_argument("--batch-size", type=_positive, default=1024)
     t.add_argument("--limit-train", type=int, default=None, metavar="N", help="use only N training samples")
-    t.add_argument("--limit-test", type=int, default=None, metavar="N", help="use only the first N test samples")
+    t.add_argument("--limit-test", type=_positive, default=None, metavar="N", help="use only the first N test samples")
     t.add_argument("--data-dir", default=None, help="where the data files are (default: the installed packages)")
     t.add_argument("--lateral-k", type=_lateral, default=-1, metavar="K",
                    help="lateral inputs per neuron (overrides the setup; 'dense' for all)")
     t.add_argument("--activation", default="trivariate", choices=("trivariate", "linear"))
-    t.add_argument("--passes", type=int, default=2, help="passes of the hidden layers per batch")
-    t.add_argument("--bins", type=int, default=20)
+    t.add_argument("--passes", type=_positive, default=2, help="passes of the hidden layers per batch")
+    t.add_argument("--bins", type=_positive, default=20)
     t.add_argument("--eval-context", default="zero", choices=("zero", "bias"))
-    t.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    t.add_argument("--threads", type=_positive, default=None, help="torch CPU threads (default: torch's choice)")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
+    try:
+        return _run(args)
+    except TrainingInterrupted as e:
+        print(str(e), file=sys.stderr)
+        return 130
+    except (UserError, DataNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+def _run(args) -> int:
     if args.command == "train":
         if args.resume is None and args.out is None:
-            print("error: --out DIR (or --resume DIR) is required", file=sys.stderr)
-            return 2
+            raise UserError("--out DIR (or --resume DIR) is required")
+        if args.restart and args.resume is None:
+            raise UserError("--restart goes with --resume DIR (the run to start over)")
+        if args.limit_train is not None and args.limit_train < 2:
+            raise UserError(f"--limit-train takes an int >= 2, got {args.limit_train}")
         cfg = TrainConfig(
             dataset=args.dataset, setup=args.setup, hidden=args.hidden, goal=args.goal, output_goal=args.output_goal,
             epochs=args.epochs, seed=args.seed, batch_size=args.batch_size, backprop=args.backprop,
@@ -79,9 +116,10 @@ def main(argv: Optional[List[str]] = None) -> int:
             bins=args.bins, eval_context=args.eval_context,
         )
         if args.threads is not None:
-            torch.set_num_threads(max(1, args.threads))
+            torch.set_num_threads(args.threads)
         out = args.resume or args.out
-        res = train(cfg, out, resume=args.resume is not None, show_progress=not args.no_progress)
+        resume = args.resume is not None and not args.restart
+        res = train(cfg, out, resume=resume, show_progress=not args.no_progress)
         print(json.dumps({"out": out, "epochs_done": res["epochs_done"], "test_accuracy": res["test_accuracy"],
                           "val_accuracy": res["val_accuracy"], "wall_seconds": round(res["wall_seconds"], 1)}))
     return 0

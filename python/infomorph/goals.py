@@ -56,6 +56,12 @@ def gamma_names(n_sources: int) -> List[str]:
     return list(_lattice().gamma_names(n_sources))
 
 
+def readable_name(name: str) -> str:
+    """An atom name for people: sources as letters, as in the paper (``{1}{23}`` -> ``{F}{CL}``);
+    JSON keys and goal files keep the numbered names."""
+    return name.translate(str.maketrans({str(i + 1): c for i, c in enumerate(_LABELS)}))
+
+
 def _from_mapping(goal: Mapping[str, Any], n_sources: int) -> torch.Tensor:
     lat = _lattice()
     norm = {}

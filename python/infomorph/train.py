@@ -13,6 +13,8 @@ import dataclasses
 import json
 import os
 import platform
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional
@@ -22,7 +24,8 @@ import torch.nn.functional as F
 
 from ._progress import progress
 from .data import Splits, load_dataset
-from .goals import gamma_names, resolve_goal
+from .errors import TrainingInterrupted, UserError
+from .goals import gamma_names, readable_name, resolve_goal
 from .models import BackpropNet, build_model, read_out
 
 CHECKPOINT = "checkpoint.pt"
@@ -162,13 +165,16 @@ def train(
     extend a run; None keeps the stored number), ``device``, ``backend`` and ``data_dir`` which
     are taken from ``cfg``.
     """
-    os.makedirs(out_dir, exist_ok=True)
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise UserError(f"--out: {out_dir!r} is a file, not a directory; name a directory for the run")
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"--out: cannot create the directory {out_dir!r} ({e.strerror or e})") from None
     ckpt_path = os.path.join(out_dir, CHECKPOINT)
     state = None
     if resume:
-        if not os.path.isfile(ckpt_path):
-            raise FileNotFoundError(f"--resume: no {CHECKPOINT} in {out_dir!r}")
-        state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        state = _load_checkpoint(ckpt_path, out_dir)
         saved = TrainConfig.from_dict(state["config"])
         if cfg.epochs is not None:
             saved.epochs = cfg.epochs
@@ -178,8 +184,8 @@ def train(
         if cfg.epochs is None:
             cfg.epochs = 100
         if not cfg.backprop:
-            cfg.hidden_gamma = resolve_goal(cfg.goal, 3, role="hidden").tolist()
-            cfg.output_gamma = resolve_goal(cfg.output_goal, 2, role="output").tolist()
+            cfg.hidden_gamma = _goal(cfg.goal, 3, "hidden", "--goal")
+            cfg.output_gamma = _goal(cfg.output_goal, 2, "output", "--output-goal")
 
     device = torch.device(cfg.device)
     torch.manual_seed(cfg.seed)
@@ -190,11 +196,16 @@ def train(
     opt = make_optimizer(model, cfg)
     history: List[Dict] = []
     wall_before = 0.0
+    partial = None
     if state is not None:
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
+        try:
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+        except (RuntimeError, KeyError, ValueError, TypeError) as e:
+            raise UserError(_damaged(ckpt_path, out_dir, f"it does not fit the stored model: {str(e).splitlines()[0]}")) from None
         history = state["history"]
         wall_before = state.get("wall_seconds", 0.0)
+        partial = state.get("partial")  # an epoch stopped by Ctrl-C: continue at its next batch
         torch.set_rng_state(state["rng_cpu"])
         if device.type == "cuda" and state.get("rng_cuda") is not None:
             torch.cuda.set_rng_state(state["rng_cuda"], device)
@@ -208,91 +219,172 @@ def train(
     atom_names = [gamma_names(layer.n_sources) for layer in model.layers] if infomorphic else None
     t_start = time.perf_counter()
     start_epoch = len(history) + 1
+    interrupt = _Interrupt()
     if start_epoch > cfg.epochs:
         log(f"nothing to do: {len(history)} epochs done, --epochs {cfg.epochs}")
 
-    for epoch in range(start_epoch, cfg.epochs + 1):
-        t0 = time.perf_counter()
-        model.train()
-        perm = torch.randperm(n_train, generator=torch.Generator().manual_seed(cfg.seed * 100003 + epoch))
-        # running sums stay on the device: no synchronization per batch
-        goal_sum = torch.zeros(len(names), dtype=torch.float64, device=device)
-        atom_sum = [0.0] * len(names)
-        correct = torch.zeros((), dtype=torch.int64, device=device)
-        loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-        bar = progress(_batches(n_train, cfg.batch_size, perm.to(device)), n_batches, f"epoch {epoch}/{cfg.epochs}",
-                       enabled=show_progress)
-        for b, idx in enumerate(bar):
-            x, y = data.x_train[idx], data.y_train[idx]
-            onehot = F.one_hot(y, data.n_classes).to(x.dtype)
-            if infomorphic:
-                goals, atoms, out = model.goals(x, onehot)
-                loss = model.loss(goals)
-                theta = out.theta.detach()
-            else:
-                logits = model.logits(x, onehot)
-                loss = F.cross_entropy(logits, y)
-                theta = torch.sigmoid(logits.detach())
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            with torch.no_grad():
-                loss_sum += loss.detach()
-                # training accuracy of this very pass: the hidden layers saw the label context
-                correct += (read_out(theta, model.invert_outputs).argmax(1) == y).sum()
+    interrupt.install()
+    try:
+        for epoch in range(start_epoch, cfg.epochs + 1):
+            t0 = time.perf_counter()
+            model.train()
+            perm = torch.randperm(n_train, generator=torch.Generator().manual_seed(cfg.seed * 100003 + epoch))
+            # running sums stay on the device: no synchronization per batch
+            goal_sum = torch.zeros(len(names), dtype=torch.float64, device=device)
+            atom_sum = [0.0] * len(names)
+            correct = torch.zeros((), dtype=torch.int64, device=device)
+            loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+            first = 0
+            if partial is not None and partial["epoch"] == epoch:
+                first = partial["next_batch"]
+                goal_sum = partial["goal_sum"].to(device)
+                atom_sum = [a.to(device) if isinstance(a, torch.Tensor) else a for a in partial["atom_sum"]]
+                correct = partial["correct"].to(device)
+                loss_sum = partial["loss_sum"].to(device)
+                t0 -= partial["seconds"]
+            partial = None
+            batches = _batches(n_train, cfg.batch_size, perm.to(device))
+            bar = progress(batches[first:], n_batches - first, f"epoch {epoch}/{cfg.epochs}", enabled=show_progress)
+            for b, idx in enumerate(bar, start=first):
+                if interrupt.requested:
+                    _atomic_save(dict(_checkpoint(cfg, model, opt, history, device, wall_before + time.perf_counter() - t_start),
+                                      partial={"epoch": epoch, "next_batch": b, "goal_sum": goal_sum.cpu(),
+                                               "atom_sum": [a.cpu() if isinstance(a, torch.Tensor) else a for a in atom_sum],
+                                               "correct": correct.cpu(), "loss_sum": loss_sum.cpu(),
+                                               "seconds": time.perf_counter() - t0}), ckpt_path)
+                    bar.close()
+                    raise TrainingInterrupted(
+                        f"interrupted in epoch {epoch} at batch {b}/{n_batches}; the checkpoint {ckpt_path} continues "
+                        f"from there: python -m infomorph train --resume {out_dir}", out_dir)
+                x, y = data.x_train[idx], data.y_train[idx]
+                onehot = F.one_hot(y, data.n_classes).to(x.dtype)
                 if infomorphic:
-                    goal_sum += torch.stack([g.detach().double().mean() for g in goals])
-                    atom_sum = [s + a for s, a in zip(atom_sum, atoms)]
-            if show_progress and (b + 1) % 10 == 0:
-                bar.set_postfix_str(f"loss {float(loss_sum) / (b + 1):.4f}")
-        if not torch.isfinite(loss_sum):
-            raise FloatingPointError(f"epoch {epoch}: the loss is not finite (training diverged)")
-        train_seconds = time.perf_counter() - t0
-        model.eval()
-        val_acc = evaluate(model, data.x_val, data.y_val, cfg.batch_size)
-        test_acc = evaluate(model, data.x_test, data.y_test, cfg.batch_size)
-        seconds = time.perf_counter() - t0
-        entry = {
-            "epoch": epoch,
-            "val_accuracy": val_acc,
-            "test_accuracy": test_acc,
-            "train_accuracy": int(correct) / n_train,
-            "loss": float(loss_sum) / n_batches,
-            "seconds": seconds,
-            "train_seconds": train_seconds,
-        }
-        if infomorphic:
-            entry["goal"] = {nm: float(g) / n_batches for nm, g in zip(names, goal_sum.cpu().tolist())}
-            entry["atoms"] = {
-                nm: {an: float(v) / n_batches for an, v in zip(anames, a.cpu().tolist())}
-                for nm, anames, a in zip(names, atom_names, atom_sum)
+                    goals, atoms, out = model.goals(x, onehot)
+                    loss = model.loss(goals)
+                    theta = out.theta.detach()
+                else:
+                    logits = model.logits(x, onehot)
+                    loss = F.cross_entropy(logits, y)
+                    theta = torch.sigmoid(logits.detach())
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                with torch.no_grad():
+                    loss_sum += loss.detach()
+                    # training accuracy of this very pass: the hidden layers saw the label context
+                    correct += (read_out(theta, model.invert_outputs).argmax(1) == y).sum()
+                    if infomorphic:
+                        goal_sum += torch.stack([g.detach().double().mean() for g in goals])
+                        atom_sum = [s + a for s, a in zip(atom_sum, atoms)]
+                if show_progress and (b + 1) % 10 == 0:
+                    bar.set_postfix_str(f"loss {float(loss_sum) / (b + 1):.4f}")
+            if not torch.isfinite(loss_sum):
+                raise FloatingPointError(f"epoch {epoch}: the loss is not finite (training diverged)")
+            train_seconds = time.perf_counter() - t0
+            model.eval()
+            val_acc = evaluate(model, data.x_val, data.y_val, cfg.batch_size)
+            test_acc = evaluate(model, data.x_test, data.y_test, cfg.batch_size)
+            seconds = time.perf_counter() - t0
+            entry = {
+                "epoch": epoch,
+                "val_accuracy": val_acc,
+                "test_accuracy": test_acc,
+                "train_accuracy": int(correct) / n_train,
+                "loss": float(loss_sum) / n_batches,
+                "seconds": seconds,
+                "train_seconds": train_seconds,
             }
-        history.append(entry)
-        log(
-            f"epoch {epoch}/{cfg.epochs}: val {val_acc:.4f}  test {test_acc:.4f}  train {entry['train_accuracy']:.4f}"
-            f"  ({seconds:.1f} s)"
-        )
-        wall = wall_before + time.perf_counter() - t_start
-        _atomic_save(
-            {
-                "config": dataclasses.asdict(cfg),
-                "model": model.state_dict(),
-                "optimizer": opt.state_dict(),
-                "history": history,
-                "rng_cpu": torch.get_rng_state(),
-                "rng_cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
-                "wall_seconds": wall,
-            },
-            ckpt_path,
-        )
-        results = _results(cfg, history, wall, model)
-        _atomic_json(results, os.path.join(out_dir, RESULTS))
+            if infomorphic:
+                entry["goal"] = {nm: float(g) / n_batches for nm, g in zip(names, goal_sum.cpu().tolist())}
+                entry["atoms"] = {
+                    nm: {an: float(v) / n_batches for an, v in zip(anames, a.cpu().tolist())}
+                    for nm, anames, a in zip(names, atom_names, atom_sum)
+                }
+            history.append(entry)
+            log(
+                f"epoch {epoch}/{cfg.epochs}: val {val_acc:.4f}  test {test_acc:.4f}  train {entry['train_accuracy']:.4f}"
+                f"  ({seconds:.1f} s)"
+            )
+            wall = wall_before + time.perf_counter() - t_start
+            _atomic_save(_checkpoint(cfg, model, opt, history, device, wall), ckpt_path)
+            results = _results(cfg, history, wall, model)
+            _atomic_json(results, os.path.join(out_dir, RESULTS))
+
+    finally:
+        interrupt.restore()
 
     wall = wall_before + time.perf_counter() - t_start
     results = _results(cfg, history, wall, model)
     _atomic_json(results, os.path.join(out_dir, RESULTS))
     plot_results(results, out_dir, log)
     return results
+
+
+def _goal(spec, n_sources: int, role: str, option: str) -> List[float]:
+    try:
+        return resolve_goal(spec, n_sources, role=role).tolist()
+    except (ValueError, TypeError, FileNotFoundError, ImportError) as e:
+        raise UserError(f"{option} {spec}: {e}") from None
+
+
+def _damaged(path: str, out_dir: str, why: str) -> str:
+    return (f"--resume: the checkpoint {path} is damaged or not a checkpoint of this program ({why}); "
+            f"start the run over with the same command plus --restart")
+
+
+_CHECKPOINT_KEYS = ("config", "model", "optimizer", "history", "rng_cpu")
+
+
+def _load_checkpoint(path: str, out_dir: str) -> Dict:
+    if not os.path.isfile(path):
+        raise UserError(f"--resume: no {CHECKPOINT} in {out_dir!r} (start a run there with --out {out_dir})")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # noqa: BLE001 - truncated zip, foreign pickle, ...: all mean "damaged"
+        raise UserError(_damaged(path, out_dir, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")) from None
+    missing = [k for k in _CHECKPOINT_KEYS if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise UserError(_damaged(path, out_dir, f"it lacks {', '.join(missing)}"))
+    try:
+        TrainConfig.from_dict(state["config"])
+    except TypeError as e:
+        raise UserError(_damaged(path, out_dir, f"its config is unreadable: {e}")) from None
+    return state
+
+
+def _checkpoint(cfg: TrainConfig, model, opt, history: List[Dict], device, wall: float) -> Dict:
+    return {
+        "config": dataclasses.asdict(cfg),
+        "model": model.state_dict(),
+        "optimizer": opt.state_dict(),
+        "history": history,
+        "rng_cpu": torch.get_rng_state(),
+        "rng_cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+        "wall_seconds": wall,
+    }
+
+
+class _Interrupt:
+    """Ctrl-C (SIGINT) asks training to stop at the next batch boundary (a step is never cut in
+    half); a second Ctrl-C stops at once. Only in the main thread (signals are delivered there)."""
+
+    def __init__(self):
+        self.requested = False
+        self._old = None
+
+    def _handle(self, signum, frame):
+        if self.requested:  # second Ctrl-C: the default behaviour
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def install(self):
+        if threading.current_thread() is threading.main_thread():
+            self._old = signal.signal(signal.SIGINT, self._handle)
+
+    def restore(self):
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+            self._old = None
 
 
 def _results(cfg: TrainConfig, history: List[Dict], wall: float, model) -> Dict:
@@ -354,7 +446,7 @@ def plot_results(results: Dict, out_dir: str, log: Callable[[str], None] = print
         for ax, (layer, vals) in zip(axes[0], atoms.items()):
             ax.bar(range(len(vals)), list(vals.values()), color=["C0"] * (len(vals) - 1) + ["C7"])
             ax.set_xticks(range(len(vals)))
-            ax.set_xticklabels(list(vals.keys()), rotation=90, fontsize=7)
+            ax.set_xticklabels([readable_name(k) for k in vals], rotation=90, fontsize=7)
             ax.axhline(0, color="k", lw=0.5)
             ax.set_title(f"{layer} (epoch {hist[-1]['epoch']})")
             ax.set_ylabel("bits (mean over neurons)")

@@ -1,0 +1,138 @@
+"""User errors of ``python -m infomorph`` as a new user meets them: one line on stderr naming the
+argument or file and what to do, exit code 2, never a traceback; Ctrl-C ends a run cleanly with a
+checkpoint that resumes exactly."""
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import infomorph
+
+PKG_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(infomorph.__file__)))
+TINY = ["--dataset", "synthetic", "--hidden", "8", "--batch-size", "64", "--limit-train", "160", "--limit-test", "100",
+        "--no-progress", "--threads", "1"]
+
+
+def _env():
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([PKG_ROOT, env.get("PYTHONPATH", "")])
+    return env
+
+
+def cli(*args, timeout=300):
+    return subprocess.run([sys.executable, "-m", "infomorph", *args], capture_output=True, text=True, env=_env(),
+                          timeout=timeout)
+
+
+def assert_user_error(res, *words):
+    """Exit code 2, exactly one line on stderr, no traceback, and the line names ``words``."""
+    lines = [l for l in res.stderr.splitlines() if l.strip()]
+    assert res.returncode == 2, (res.returncode, res.stderr[-2000:])
+    assert "Traceback" not in res.stderr and len(lines) == 1, res.stderr
+    for w in words:
+        assert w in lines[0], (w, lines[0])
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    """A tiny finished run (1 epoch): its checkpoint is the material for the damaged-file cases."""
+    out = tmp_path_factory.mktemp("run")
+    res = cli("train", *TINY, "--epochs", "1", "--out", str(out))
+    assert res.returncode == 0, res.stderr
+    return out
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--goal", "/nonexistent.yaml"], ["--goal", "/nonexistent.yaml", "does not exist"]),
+    (["--hidden", "0"], ["--hidden", "positive sizes"]),
+    (["--hidden", "abc"], ["--hidden", "'abc'"]),
+    (["--epochs", "0"], ["--epochs", ">= 1"]),
+    (["--setup", "4"], ["--setup", "invalid choice"]),
+    (["--restart"], ["--restart", "--resume"]),
+])  # fmt: skip
+def test_bad_options(tmp_path, args, words):
+    assert_user_error(cli("train", *TINY, "--out", str(tmp_path / "o"), *args), *words)
+
+
+@pytest.mark.parametrize("content, words", [
+    ([0.1, 0.2, 0.3], ["--goal", "19 values", "got 3"]),
+    ({"{1}{2}": 1.0, "{9}": 1.0}, ["--goal", "{9}"]),
+])  # fmt: skip
+def test_bad_goal_files(tmp_path, content, words):
+    goal = tmp_path / "goal.json"
+    goal.write_text(json.dumps(content))
+    assert_user_error(cli("train", *TINY, "--goal", str(goal), "--out", str(tmp_path / "o")), str(goal), *words)
+
+
+def test_missing_dataset_names_the_package(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    res = cli("train", "--dataset", "fashion-mnist", "--data-dir", str(empty), "--epochs", "1", "--out",
+              str(tmp_path / "o"))
+    assert_user_error(res, "Fashion-MNIST", "dataset-fashion-mnist", "--data-dir")
+
+
+def test_out_is_a_file(tmp_path):
+    f = tmp_path / "a_file"
+    f.write_text("x")
+    assert_user_error(cli("train", *TINY, "--epochs", "1", "--out", str(f)), "--out", str(f), "not a directory")
+
+
+def test_resume_without_a_run(tmp_path):
+    assert_user_error(cli("train", "--resume", str(tmp_path)), "--resume", "checkpoint.pt")
+
+
+@pytest.mark.parametrize("damage", ["truncated", "foreign"])
+def test_damaged_checkpoint_says_so_and_restart_works(finished_run, tmp_path, damage):
+    run = tmp_path / "run"
+    run.mkdir()
+    data = (finished_run / "checkpoint.pt").read_bytes()
+    ckpt = run / "checkpoint.pt"
+    if damage == "truncated":
+        ckpt.write_bytes(data[: len(data) // 2])
+    else:
+        torch.save({"weights": torch.zeros(3)}, ckpt)
+    assert_user_error(cli("train", "--resume", str(run)), str(ckpt), "damaged", "--restart")
+    res = cli("train", *TINY, "--epochs", "1", "--resume", str(run), "--restart")
+    assert res.returncode == 0, res.stderr
+    assert json.loads((run / "results.json").read_text())["epochs_done"] == 1
+
+
+def test_ctrl_c_mid_epoch_checkpoints_and_resumes_exactly(tmp_path):
+    """A real SIGINT during epoch 2 of 3: exit 130 with one line saying how to resume, no traceback;
+    the checkpoint holds the stopped epoch's position, and the resumed run ends exactly where an
+    uninterrupted one does."""
+    args = ["train", "--dataset", "synthetic", "--hidden", "16", "--batch-size", "16", "--limit-train", "1500",
+            "--limit-test", "100", "--epochs", "3", "--seed", "5", "--no-progress", "--threads", "1"]
+    cut, whole = tmp_path / "cut", tmp_path / "whole"
+    proc = subprocess.Popen([sys.executable, "-m", "infomorph", *args, "--out", str(cut)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=_env())
+    try:
+        for line in proc.stdout:  # wait for the end of epoch 1, then interrupt epoch 2
+            if line.startswith("epoch 1/3"):
+                proc.send_signal(signal.SIGINT)
+                break
+        out, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    lines = [l for l in err.splitlines() if l.strip()]
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and len(lines) == 1 and "--resume" in lines[0] and "epoch 2" in lines[0], err
+    state = torch.load(cut / "checkpoint.pt", weights_only=False)
+    assert len(state["history"]) == 1 and state["partial"]["epoch"] == 2
+    assert 0 <= state["partial"]["next_batch"] < 75
+    res = cli("train", "--resume", str(cut), "--no-progress", "--threads", "1")
+    assert res.returncode == 0, res.stderr
+    ref = cli(*args, "--out", str(whole))
+    assert ref.returncode == 0, ref.stderr
+    a = json.loads((cut / "results.json").read_text())
+    b = json.loads((whole / "results.json").read_text())
+    assert a["epochs_done"] == b["epochs_done"] == 3
+    for ha, hb in zip(a["history"], b["history"]):
+        for key in ("val_accuracy", "test_accuracy", "train_accuracy", "loss"):
+            assert ha[key] == hb[key], (ha["epoch"], key)
