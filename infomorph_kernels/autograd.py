@@ -71,14 +71,35 @@ def _pid_fused_fake(x, theta, edges, nbins, clamp_lo, clamp_hi, adaptive, coef, 
     return x.new_empty((N,)), x.new_empty((N, A)), x.new_empty((N,)), dtheta
 
 
+class _FirstOrderOnly(torch.autograd.Function):
+    """dG/dtheta as a function of theta whose own derivative raises a clear error.
+
+    Used only when a backward builds a graph (``create_graph=True``): a first-order gradient taken
+    that way works; differentiating it again (double backward) names the backends that can."""
+
+    @staticmethod
+    def forward(ctx, dtheta, theta, backend):
+        ctx.backend = backend
+        return dtheta.view_as(dtheta)
+
+    @staticmethod
+    def backward(ctx, grad):
+        raise RuntimeError(
+            f"double backward (the gradient of a gradient) is not supported by backend {ctx.backend!r}: its "
+            "backward is the fused analytic dG/dtheta, which has no derivative of its own; use backend="
+            f"'reference' or 'reference_dense' (torch autograd, any order) for higher-order gradients"
+        )
+
+
 def _setup_context(ctx, inputs, output):
     _, red, h_y, dtheta = output
-    ctx.save_for_backward(red, h_y, dtheta)
+    ctx.save_for_backward(red, h_y, dtheta, inputs[1])
+    ctx.backend = inputs[10]
     ctx.mark_non_differentiable(red, h_y, dtheta)
 
 
 def _backward(ctx, g_goal, g_red, g_hy, g_dtheta):
-    red, h_y, dtheta = ctx.saved_tensors
+    red, h_y, dtheta, theta = ctx.saved_tensors
     grad_theta = grad_wg = None
     if ctx.needs_input_grad[1]:
         if dtheta.numel() == 0:
@@ -86,6 +107,8 @@ def _backward(ctx, g_goal, g_red, g_hy, g_dtheta):
                 "pid_fused: backward called but the forward ran without need_grad "
                 "(theta did not require grad when the goal was computed)"
             )
+        if torch.is_grad_enabled():  # create_graph=True: the result may be differentiated again
+            dtheta = _FirstOrderOnly.apply(dtheta, theta, ctx.backend)
         grad_theta = g_goal.unsqueeze(0) * dtheta
     if ctx.needs_input_grad[8]:  # the goal is linear in its weights
         grad_wg = torch.cat([g_goal @ red, (g_goal * h_y).sum().view(1)]).to(torch.float64)

@@ -117,3 +117,23 @@ def test_goal_weights_can_be_learned(gen, reference_as_cpu_engine):
         expected = torch.cat([res.atoms.sum(0), res.h_res.sum().view(1)]).detach()
         torch.testing.assert_close(g.grad, expected, atol=1e-12, rtol=0)
     torch.testing.assert_close(grads[0], grads[1])
+
+
+def test_double_backward_names_the_backends_that_support_it(gen):
+    """A fused backend's backward is analytic and first-order: create_graph=True still gives the
+    right first-order gradient, and differentiating it again raises a clear error (the reference
+    backends, torch autograd, do support it)."""
+    if "cpu" not in ik.available_backends("cpu"):
+        pytest.skip("backend 'cpu' is not built")
+    x = torch.randn(64, 3, 2, generator=gen, dtype=torch.float64) * 4
+    theta = torch.rand(64, 3, generator=gen, dtype=torch.float64)
+    gamma = [0.2, -0.4, 1.0, 0.3, 0.1]
+    grads = {}
+    for backend in ("cpu", "reference"):
+        t = theta.clone().requires_grad_()
+        (g,) = torch.autograd.grad(ik.pid_goal(x, t, gamma, bins=4, backend=backend).sum(), t, create_graph=True)
+        grads[backend] = g
+    assert torch.allclose(grads["cpu"], grads["reference"], atol=1e-10, rtol=0)
+    grads["reference"].pow(2).sum().backward()  # autograd: any order
+    with pytest.raises(RuntimeError, match="double backward .* backend 'cpu'.*'reference'"):
+        grads["cpu"].pow(2).sum().backward()
