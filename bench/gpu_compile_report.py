@@ -30,7 +30,7 @@ sys.path.insert(0, HERE)
 
 import torch  # noqa: E402
 
-from bench_backends import emit, environment  # noqa: E402
+from _env import emit, environment  # noqa: E402
 
 PTXAS_RE = re.compile(
     r"(?P<stack>\d+) bytes stack frame, (?P<sst>\d+) bytes spill stores, (?P<sld>\d+) bytes spill loads"
