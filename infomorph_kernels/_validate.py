@@ -35,17 +35,30 @@ def check_layer_inputs(sources, theta, max_sources: int, check_values: bool = Tr
         raise ValueError(f"theta must be [batch, neurons] = [{B}, {N}] like sources, got {_describe(theta)}")
     if theta.device != sources.device:
         raise ValueError(f"theta must be on the device of sources ({sources.device}), got {theta.device}")
-    if check_values and sources.numel():
-        if not bool(torch.isfinite(sources).all()):
-            raise ValueError("sources must be finite (found NaN or Inf)")
-        t = theta.detach()
-        if not bool(torch.isfinite(t).all()):
-            raise ValueError("theta must be finite (found NaN or Inf)")
-        if not bool(((t >= 0) & (t <= 1)).all()):
-            raise ValueError(
-                f"theta must be a probability in [0, 1], got values in [{t.min().item():.6g}, {t.max().item():.6g}]"
-            )
+    if check_values:
+        _check_values(sources, theta)
     return sources, theta
+
+
+def check_values(name: str, sources: torch.Tensor, theta: torch.Tensor) -> None:
+    """The value checks of :func:`check_layer_inputs`: sources finite, theta finite and in [0, 1]."""
+    _check_values(sources, theta, name)
+
+
+def _check_values(sources: torch.Tensor, theta: torch.Tensor, name: str = "sources") -> None:
+    if not sources.numel():
+        return
+    t = theta.detach()
+    # one synchronization in the common case: theta in [0, 1] is false for NaN too
+    if bool(torch.isfinite(sources).all() & ((t >= 0) & (t <= 1)).all()):
+        return
+    if not bool(torch.isfinite(sources).all()):
+        raise ValueError(f"{name} must be finite (found NaN or Inf)")
+    if not bool(torch.isfinite(t).all()):
+        raise ValueError("theta must be finite (found NaN or Inf)")
+    raise ValueError(
+        f"theta must be a probability in [0, 1], got values in [{t.min().item():.6g}, {t.max().item():.6g}]"
+    )
 
 
 def check_distribution(p, n_sources) -> Tuple[torch.Tensor, int]:

@@ -32,6 +32,28 @@ def _entropy_grad(theta: Tensor) -> Tensor:
     return -(term(p_fire) - term(p_silent)) / B
 
 
+def _forward(x, theta, edges, nbins, clamp_lo, clamp_hi, adaptive, coef, wg, need_grad, backend, check_values=False):
+    """The fused forward: ``goal [N], red [N, A], h_y [N], dtheta [B, N]`` (dtheta empty unless
+    need_grad). ``check_values`` (backend "cpu" only): the engine checks x and theta as it bins."""
+    fn = dispatch.kernel(backend)
+    w = wg[:-1].detach()
+    if backend == "cpu":
+        # a CPU tensor: gamma_H as a float costs no synchronization, and the engine adds the H(Y)
+        # part of the gradient itself (PID_MATH.md section 5)
+        red, h_y, dtheta = fn(x, theta, edges, nbins, clamp_lo, clamp_hi, adaptive, coef, w, float(wg[-1]), need_grad,
+                              check_values=check_values)
+        gamma_h = wg[-1].detach().to(red.dtype)
+    else:
+        # The GPU kernels run with gamma_H = 0 and the H(Y) part is added here from device tensors:
+        # reading gamma_H as a Python float would synchronize a GPU on every step.
+        red, h_y, dtheta = fn(x, theta, edges, nbins, clamp_lo, clamp_hi, adaptive, coef, w, 0.0, need_grad)
+        gamma_h = wg[-1].detach().to(red.dtype)
+        if need_grad:
+            dtheta = dtheta + gamma_h * _entropy_grad(theta).to(dtheta.dtype)
+    goal = red @ w.to(red.dtype) + gamma_h * h_y
+    return goal, red, h_y, dtheta
+
+
 @torch.library.custom_op("infomorph_kernels::pid_fused", mutates_args=())
 def pid_fused(
     x: Tensor,
@@ -49,18 +71,10 @@ def pid_fused(
     """Returns ``goal [N], red [N, A], h_y [N], dtheta [B, N]`` (dtheta empty unless need_grad).
 
     ``wg`` [A + 1] float64: the goal weights on the redundancies, then gamma_H
-    (``G = wg[:-1] . I + wg[-1] H(Y)``, :func:`lattice.goal_weights`).
+    (``G = wg[:-1] . I + wg[-1] H(Y)``, :func:`lattice.goal_weights`). This is what torch.compile
+    traces; eager calls take :class:`PIDFused` (the same forward and backward, less dispatch).
     """
-    fn = dispatch.kernel(backend)
-    w = wg[:-1].contiguous()
-    # The kernels run with gamma_H = 0 and the H(Y) part is added here from device tensors: reading
-    # gamma_H as a Python float would synchronize a GPU on every step.
-    red, h_y, dtheta = fn(x, theta, edges, nbins, clamp_lo, clamp_hi, adaptive, coef, w, 0.0, need_grad)
-    gamma_h = wg[-1].to(red.dtype)
-    goal = red @ w.to(red.dtype) + gamma_h * h_y
-    if need_grad:
-        dtheta = dtheta + gamma_h * _entropy_grad(theta).to(dtheta.dtype)
-    return goal, red, h_y, dtheta
+    return _forward(x, theta, edges, nbins, clamp_lo, clamp_hi, adaptive, coef, wg, need_grad, backend)
 
 
 @pid_fused.register_fake
@@ -100,6 +114,10 @@ def _setup_context(ctx, inputs, output):
 
 def _backward(ctx, g_goal, g_red, g_hy, g_dtheta):
     red, h_y, dtheta, theta = ctx.saved_tensors
+    return _grads(ctx, red, h_y, dtheta, theta, g_goal)
+
+
+def _grads(ctx, red, h_y, dtheta, theta, g_goal):
     grad_theta = grad_wg = None
     if ctx.needs_input_grad[1]:
         if dtheta.numel() == 0:
@@ -116,3 +134,22 @@ def _backward(ctx, g_goal, g_red, g_hy, g_dtheta):
 
 
 pid_fused.register_autograd(_backward, setup_context=_setup_context)
+
+
+class PIDFused(torch.autograd.Function):
+    """Eager twin of the custom op: same arguments (plus ``check_values``), forward and backward,
+    without the custom-op dispatch (~0.1 ms a call, most of a small layer's time)."""
+
+    @staticmethod
+    def forward(ctx, x, theta, edges, nbins, clamp_lo, clamp_hi, adaptive, coef, wg, need_grad, backend, check_values):
+        goal, red, h_y, dtheta = _forward(x, theta, edges, nbins, clamp_lo, clamp_hi, adaptive, coef, wg, need_grad,
+                                          backend, check_values)
+        ctx.save_for_backward(red, h_y, dtheta, theta)
+        ctx.backend = backend
+        ctx.mark_non_differentiable(red, h_y, dtheta)
+        return goal, red, h_y, dtheta
+
+    @staticmethod
+    def backward(ctx, g_goal, g_red, g_hy, g_dtheta):
+        red, h_y, dtheta, theta = ctx.saved_tensors
+        return _grads(ctx, red, h_y, dtheta, theta, g_goal) + (None,)

@@ -19,7 +19,7 @@ from typing import Optional, Sequence, Tuple
 import torch
 
 from . import _ext
-from ._validate import int_list, kernel_tensor
+from ._validate import check_values as check_values_of, int_list, kernel_tensor
 
 _BUILD_HINT = "run `pip install --no-build-isolation -e .` (or `python setup.py build_ext --inplace`)"
 _num_threads: Optional[int] = None
@@ -73,13 +73,16 @@ def pid_kernel_cpu(
     need_grad: bool,
     *,
     num_threads: Optional[int] = None,
+    check_values: bool = False,
 ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The kernel contract on the CPU engine.
 
     x: [B, N, n] float32/float64; theta: [B, N] same dtype, in [0, 1]; edges: [n, Kmax + 1];
     nbins: n ints >= 1; clamp_lo/clamp_hi: [n]; coef: [A, 2^n - 1] integer; w: [A] (need_grad);
     returns ``red [N, A]``, ``h_y [N]``, ``dtheta [B, N]`` (numel 0 unless need_grad), in x's dtype.
-    The caller's tensors are never written.
+    The caller's tensors are never written. ``check_values``: the engine itself checks, while it
+    bins, that x is finite and theta in [0, 1] (no extra pass over the data) and raises the
+    public API's ValueError otherwise.
     """
     mod = _load()
     if mod is None:
@@ -115,11 +118,14 @@ def pid_kernel_cpu(
         w = None
         dtheta = torch.empty((0,), dtype=dt)
     threads = get_num_threads() if num_threads is None else int(num_threads)
-    mod.pid_layer(
+    status = mod.pid_layer(
         x.data_ptr(), theta.data_ptr(), edges.data_ptr(), int(edges.shape[1]), nbins,
         clamp_lo.data_ptr(), clamp_hi.data_ptr(), bool(adaptive),
         coef.data_ptr(), A, w.data_ptr() if w is not None else 0, float(gamma_h), bool(need_grad),
         B, N, dt == torch.float64,
-        red.data_ptr(), h_y.data_ptr(), dtheta.data_ptr() if need_grad else 0, threads,
+        red.data_ptr(), h_y.data_ptr(), dtheta.data_ptr() if need_grad else 0, threads, bool(check_values),
     )  # fmt: skip
+    if status:
+        check_values_of("sources", x, theta)  # raises the API's message
+        raise ValueError(f"the engine found invalid values (status {status}) that the argument checks did not")
     return red, h_y, dtheta

@@ -102,13 +102,19 @@ def pid_kernel_reference(
     gamma_h: float,
     need_grad: bool,
     compute_dtype: Optional[torch.dtype] = None,
+    check_values: bool = False,
 ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The kernel contract (docs/kernel_contract.md) computed by :func:`pid_samples` + autograd.
 
     Binning happens in x's dtype with the given edges; the rest runs in ``compute_dtype``
     (default x's dtype; pass torch.float64 to get the oracle for a float32 kernel). ``coef`` must
     be the lattice's coefficient matrix (it is checked). Outputs are in ``compute_dtype``.
+    ``check_values``: raise the public API's ValueError for non-finite x or theta outside [0, 1].
     """
+    if check_values:
+        from ._validate import check_values as _check
+
+        _check("sources", x, theta)
     n = x.shape[-1]
     if not torch.equal(torch.as_tensor(coef).cpu().to(torch.int64), torch.as_tensor(lattice.coef_matrix(n))):
         raise ValueError("coef must be lattice.coef_matrix(n) (gamma order)")

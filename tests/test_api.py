@@ -18,9 +18,9 @@ def reference_as_cpu_engine(monkeypatch):
     monkeypatch.setattr(dispatch, "backend_status", lambda name, device="cpu": (True, ""))
     # custom-op bodies run below the autograd dispatch key; the reference needs autograd for its
     # gradient, so it runs in a fresh thread (dispatch keys are thread-local)
-    def kernel(*args):
+    def kernel(*args, **kw):
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
-            return pool.submit(pid_kernel_reference, *args).result()
+            return pool.submit(pid_kernel_reference, *args, **kw).result()
 
     monkeypatch.setattr(dispatch, "kernel", lambda name: kernel)
 

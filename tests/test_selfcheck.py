@@ -26,8 +26,8 @@ def test_cpu_backend_passes():
 def test_a_wrong_kernel_is_caught(monkeypatch, fault):
     real = dispatch.kernel("cpu")
 
-    def broken(*args):
-        red, h_y, dth = real(*args)
+    def broken(*args, **kw):
+        red, h_y, dth = real(*args, **kw)
         if fault == "offset":
             red = red + 1e-4
         elif fault == "nan":

@@ -47,10 +47,23 @@ bool use_avx2() {
 #endif
 }
 
+// The calling thread's workspace for `plan`: kept across calls (OpenMP's pool threads live on), and
+// rebuilt only when the layer's shape changes. Allocating and zeroing it per call was a large part
+// of a small layer's time.
+Workspace& thread_workspace(const LayerPlan& plan) {
+    thread_local std::unique_ptr<Workspace> ws;
+    if (!ws || ws->key != Workspace::key_of(plan)) {
+        ws.reset();  // free the old one first
+        ws.reset(new Workspace(plan));
+    }
+    return *ws;
+}
+
 // OpenMP over neurons; each neuron runs entirely on one thread with that thread's workspace, so the
 // result of a neuron does not depend on the thread count or the schedule (bit-identical).
+// Returns the OR of the value-problem flags (kBadSources, kBadTheta) when plan.check_values.
 template <typename T, int NSRC>
-void run_layer(const LayerPlan& plan, const LayerPointers& ptr, int num_threads) {
+int run_layer(const LayerPlan& plan, const LayerPointers& ptr, int num_threads) {
     const T* x = reinterpret_cast<const T*>(ptr.x);
     const T* theta = reinterpret_cast<const T*>(ptr.theta);
     const T* edges = reinterpret_cast<const T*>(ptr.edges);
@@ -66,31 +79,40 @@ void run_layer(const LayerPlan& plan, const LayerPointers& ptr, int num_threads)
 #endif
     // an exception must not leave an OpenMP region: record it and rethrow after the join
     std::atomic<int> failed{0};
+    std::atomic<int> status{0};
     const int threads = int(std::max<int64_t>(1, std::min<int64_t>(num_threads, N)));
-#pragma omp parallel num_threads(threads)
-    {
-        std::unique_ptr<Workspace> ws;
+    auto body = [&]() {
+        Workspace* ws = nullptr;
         try {
-            ws.reset(new Workspace(plan));
+            ws = &thread_workspace(plan);
         } catch (...) {
             failed.store(1);
         }
+        int st = 0;
 #pragma omp for schedule(dynamic)
         for (int64_t neuron = 0; neuron < N; ++neuron) {
-            if (ws) neuron_fn(plan, *ws, neuron, x, theta, edges, lo, hi, red, h_y, dtheta);
+            if (ws) neuron_fn(plan, *ws, neuron, x, theta, edges, lo, hi, red, h_y, dtheta, st);
         }
+        status.fetch_or(st);
+    };
+    if (threads == 1) {
+        body();  // an orphaned omp for runs serially: no parallel region to start
+    } else {
+#pragma omp parallel num_threads(threads)
+        body();
     }
     if (failed.load())
         throw std::bad_alloc();
+    return status.load();
 }
 
 template <typename T>
-void run_layer_n(const LayerPlan& plan, const LayerPointers& ptr, int num_threads) {
+int run_layer_n(const LayerPlan& plan, const LayerPointers& ptr, int num_threads) {
     switch (plan.n) {
-        case 1: run_layer<T, 1>(plan, ptr, num_threads); break;
-        case 2: run_layer<T, 2>(plan, ptr, num_threads); break;
-        case 3: run_layer<T, 3>(plan, ptr, num_threads); break;
-        case 4: run_layer<T, 4>(plan, ptr, num_threads); break;
+        case 1: return run_layer<T, 1>(plan, ptr, num_threads);
+        case 2: return run_layer<T, 2>(plan, ptr, num_threads);
+        case 3: return run_layer<T, 3>(plan, ptr, num_threads);
+        case 4: return run_layer<T, 4>(plan, ptr, num_threads);
         default: throw std::invalid_argument("number of sources must be 1..4");
     }
 }
@@ -103,11 +125,13 @@ void require(bool ok, const std::string& msg) {
 // x [batch, neurons, n], theta [batch, neurons], edges [n, edge_stride], clamp_lo/hi [n],
 // coef [num_antichains, 2^n - 1] int32, w [num_antichains] float64 (need_grad only),
 // outputs red [neurons, num_antichains], h_y [neurons], dtheta [batch, neurons] (need_grad only).
-void pid_layer(uintptr_t x, uintptr_t theta, uintptr_t edges, int64_t edge_stride,
-               std::vector<int64_t> nbins, uintptr_t clamp_lo, uintptr_t clamp_hi, bool adaptive,
-               uintptr_t coef, int64_t num_antichains, uintptr_t w, double gamma_h, bool need_grad,
-               int64_t batch, int64_t neurons, bool is_double, uintptr_t red, uintptr_t h_y,
-               uintptr_t dtheta, int64_t num_threads) {
+// Returns 0, or (check_values) the OR of kBadSources = 1 (a non-finite x) and kBadTheta = 2 (theta
+// NaN or outside [0, 1]): the caller raises the error; the outputs are then meaningless.
+int pid_layer(uintptr_t x, uintptr_t theta, uintptr_t edges, int64_t edge_stride,
+              std::vector<int64_t> nbins, uintptr_t clamp_lo, uintptr_t clamp_hi, bool adaptive,
+              uintptr_t coef, int64_t num_antichains, uintptr_t w, double gamma_h, bool need_grad,
+              int64_t batch, int64_t neurons, bool is_double, uintptr_t red, uintptr_t h_y,
+              uintptr_t dtheta, int64_t num_threads, bool check_values) {
     const int64_t n = int64_t(nbins.size());
     require(n >= 1 && n <= kMaxSources,
             "nbins: the engine serves 1 to 4 sources, got " + std::to_string(n));
@@ -128,7 +152,7 @@ void pid_layer(uintptr_t x, uintptr_t theta, uintptr_t edges, int64_t edge_strid
                                          std::to_string(edge_stride));
     require(edges && clamp_lo && clamp_hi && coef, "pid_layer: a data pointer is null");
     require(!need_grad || w, "pid_layer: need_grad requires the w pointer");
-    if (neurons == 0) return;  // empty layer: nothing to compute (its pointers may be null)
+    if (neurons == 0) return 0;  // empty layer: nothing to compute (its pointers may be null)
     require(x && theta && red && h_y && (!need_grad || dtheta), "pid_layer: a data pointer is null");
 
     LayerPlan plan(nbins, reinterpret_cast<const int32_t*>(coef), int(num_antichains),
@@ -143,13 +167,13 @@ void pid_layer(uintptr_t x, uintptr_t theta, uintptr_t edges, int64_t edge_strid
     plan.adaptive = adaptive;
     plan.need_grad = need_grad;
     plan.gamma_h = gamma_h;
+    plan.check_values = check_values;
     LayerPointers ptr{x, theta, edges, clamp_lo, clamp_hi, red, h_y, dtheta};
 
     py::gil_scoped_release release;  // pure C++ from here on: let other Python threads run
     if (is_double)
-        run_layer_n<double>(plan, ptr, int(num_threads));
-    else
-        run_layer_n<float>(plan, ptr, int(num_threads));
+        return run_layer_n<double>(plan, ptr, int(num_threads));
+    return run_layer_n<float>(plan, ptr, int(num_threads));
 }
 
 }  // namespace
@@ -164,10 +188,11 @@ PYBIND11_MODULE(_cpu, m) {
           py::arg("adaptive"), py::arg("coef"), py::arg("num_antichains"), py::arg("w"),
           py::arg("gamma_h"), py::arg("need_grad"), py::arg("batch"), py::arg("neurons"),
           py::arg("is_double"), py::arg("red"), py::arg("h_y"), py::arg("dtheta"),
-          py::arg("num_threads"),
+          py::arg("num_threads"), py::arg("check_values") = false,
           "Fill red [neurons, A], h_y [neurons] and (need_grad) dtheta [batch, neurons] for a whole "
           "layer. Pointers are data addresses of C-contiguous CPU tensors; see "
-          "docs/kernel_contract.md.");
+          "docs/kernel_contract.md. Returns 0, or with check_values the OR of 1 (non-finite x) "
+          "and 2 (theta NaN or outside [0, 1]).");
     m.def("max_threads", []() { return omp_get_max_threads(); },
           "OpenMP's default thread count in this process.");
     m.def("simd_path", []() { return std::string(infomorph::cpu::use_avx2() ? "avx2" : "baseline"); },

@@ -43,6 +43,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <memory>
+#include <mutex>
 #include <vector>
 
 #include "pid_common.h"
@@ -67,19 +69,37 @@ struct LayerPlan {
     CellLayout layout;
     SparseCoef coef;
     std::vector<double> w;         // [A] goal weights (dense: sum_a w_a l_a(y) of the backward)
-    std::vector<double> log2_int;  // [B + 1] log2(c) for integer counts (empty when B is huge)
+    // log2(c) for integer counts 0..B (null when B is huge); shared by every call (log2_table())
+    std::shared_ptr<const std::vector<double>> log2_int;
+    bool check_values = false;     // report non-finite x and theta outside [0, 1] (status flags)
 
     LayerPlan(const std::vector<int64_t>& nbins, const int32_t* c, int A_, const double* w_,
               int64_t batch)
         : layout(nbins), coef(c, A_, (1 << int(nbins.size())) - 1, w_) {
         if (w_ != nullptr) w.assign(w_, w_ + A_);
-        if (batch <= kMaxLogTable) {
-            log2_int.resize(size_t(batch) + 1);
-            log2_int[0] = 0.0;  // never read for a real cell (D >= 1); padding lanes use D = 1
-            for (int64_t c2 = 1; c2 <= batch; ++c2) log2_int[size_t(c2)] = std::log2(double(c2));
+        if (batch <= kMaxLogTable) log2_int = log2_table(batch);
+    }
+
+    // A table of log2 of 0..at least `batch`, built once per process (and grown when a larger
+    // batch comes): building it per call cost ~1000 log2 evaluations, much of a small layer's time.
+    static std::shared_ptr<const std::vector<double>> log2_table(int64_t batch) {
+        static std::mutex mu;
+        static std::shared_ptr<const std::vector<double>> table;
+        std::lock_guard<std::mutex> lock(mu);
+        if (!table || int64_t(table->size()) <= batch) {
+            const int64_t size = std::max<int64_t>(batch, 1024) + 1;
+            auto t = std::make_shared<std::vector<double>>(size_t(size));
+            (*t)[0] = 0.0;  // never read for a real cell (D >= 1); padding lanes use D = 1
+            for (int64_t c = 1; c < size; ++c) (*t)[size_t(c)] = std::log2(double(c));
+            table = t;
         }
+        return table;
     }
 };
+
+// Value problems found while binning (only with LayerPlan::check_values), OR-ed per neuron.
+constexpr int kBadSources = 1;  // a non-finite source value
+constexpr int kBadTheta = 2;    // theta NaN or outside [0, 1]
 
 // Accumulators of one occupied cell of one subset table: raw marginal sums for y = fire/silent and
 // the count side by side (one cache line serves N for both y and D), plus the backward scatter T.
@@ -180,7 +200,17 @@ struct Workspace {
     std::vector<double> ratio;         // [A][kHalves] vd: M(y) / N_a(y)
     std::vector<double> red_lane;      // [A][kHalves] vd
 
-    explicit Workspace(const LayerPlan& p) {
+    // What the buffers were sized for: a later call with the same key reuses them as they are
+    // (the tables are empty again after every neuron, see CellTable::reset).
+    std::vector<int64_t> key;
+
+    static std::vector<int64_t> key_of(const LayerPlan& p) {
+        std::vector<int64_t> k{p.B, p.n, p.A, p.need_grad ? 1 : 0};
+        k.insert(k.end(), p.layout.cells.begin(), p.layout.cells.end());
+        return k;
+    }
+
+    explicit Workspace(const LayerPlan& p) : key(key_of(p)) {
         tab.resize(size_t(p.S) + 1);
         for (int s = 1; s <= p.S; ++s) tab[s].init(p.layout.cells[s], p.B);
         sample_uid.resize(size_t(p.B));
@@ -202,7 +232,7 @@ INFOMORPH_INLINE void pid_neuron_body(const LayerPlan& p, Workspace& ws, int64_t
                                       const T* __restrict x, const T* __restrict theta,
                                       const T* __restrict edges, const T* __restrict clamp_lo,
                                       const T* __restrict clamp_hi, T* __restrict red,
-                                      T* __restrict h_y, T* __restrict dtheta) {
+                                      T* __restrict h_y, T* __restrict dtheta, int& status) {
     constexpr int S = (1 << NSRC) - 1;
     constexpr int L = kLanes;
     const int64_t B = p.B, N = p.N;
@@ -236,12 +266,14 @@ INFOMORPH_INLINE void pid_neuron_body(const LayerPlan& p, Workspace& ws, int64_t
     int32_t* __restrict sample_uid = ws.sample_uid.data();
     int32_t* __restrict ubins = ws.ubins.data();
     double P0 = 0.0, P1 = 0.0;  // raw sums of theta(fire), theta(silent): p(y) = P_y / B
+    bool bad_x = false, bad_t = false;
     for (int64_t i = 0; i < B; ++i) {
         const T* xi = x + (i * N + neuron) * NSRC;
         int b[NSRC];
         uint32_t cell = 0;
         for (int j = 0; j < NSRC; ++j) {
             T v = xi[j];
+            bad_x |= !std::isfinite(v);
             if (p.adaptive && scale[j] > T(0)) v = v / scale[j];  // one IEEE division in dtype T
             b[j] = bin_index<T>(v, edges + j * p.edge_stride, K[j], lo[j], hi[j], e0[j], inv_width[j]);
             cell += uint32_t(b[j]) * jstride[j];
@@ -251,6 +283,7 @@ INFOMORPH_INLINE void pid_neuron_body(const LayerPlan& p, Workspace& ws, int64_t
         sample_uid[i] = u;
         // theta(silent) = 1 - theta(fire) per sample in double, never count - sum (cancellation)
         const double t0 = double(theta[i * N + neuron]);
+        bad_t |= !(t0 >= 0.0 && t0 <= 1.0);  // NaN too
         const double t1 = 1.0 - t0;
         CellAcc& c = joint.acc()[u];
         c.m0 += t0;
@@ -260,6 +293,7 @@ INFOMORPH_INLINE void pid_neuron_body(const LayerPlan& p, Workspace& ws, int64_t
         P1 += t1;
     }
     const int32_t U = joint.used();
+    if (p.check_values) status |= (bad_x ? kBadSources : 0) | (bad_t ? kBadTheta : 0);
 
     // ---- 2. fold the occupied joint cells into the proper-subset tables ----
     int32_t* __restrict slots = ws.slots.data();
@@ -294,8 +328,8 @@ INFOMORPH_INLINE void pid_neuron_body(const LayerPlan& p, Workspace& ws, int64_t
     const int* __restrict col_row = p.coef.col_row.data();
     const double* __restrict col_val = p.coef.col_val.data();
     const double* __restrict wd = p.w.data();
-    const double* __restrict log2_int = p.log2_int.data();
-    const bool int_table = !p.log2_int.empty();
+    const double* __restrict log2_int = p.log2_int ? p.log2_int->data() : nullptr;
+    const bool int_table = log2_int != nullptr;
     constexpr int V = kHalves;
     vd* __restrict gm0 = reinterpret_cast<vd*>(ws.gath.data());           // [S][V]
     vd* __restrict gm1 = gm0 + S * V;              // [S][V]
@@ -442,8 +476,8 @@ INFOMORPH_INLINE void pid_neuron_body(const LayerPlan& p, Workspace& ws, int64_t
 // __builtin_cpu_supports (no -march flag needed at build time, no illegal instruction at run time).
 template <typename T, int NSRC>
 void pid_neuron_base(const LayerPlan& p, Workspace& ws, int64_t neuron, const T* x, const T* theta,
-                     const T* edges, const T* lo, const T* hi, T* red, T* h_y, T* dtheta) {
-    pid_neuron_body<T, NSRC, false>(p, ws, neuron, x, theta, edges, lo, hi, red, h_y, dtheta);
+                     const T* edges, const T* lo, const T* hi, T* red, T* h_y, T* dtheta, int& status) {
+    pid_neuron_body<T, NSRC, false>(p, ws, neuron, x, theta, edges, lo, hi, red, h_y, dtheta, status);
 }
 
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
@@ -458,8 +492,8 @@ void pid_neuron_base(const LayerPlan& p, Workspace& ws, int64_t neuron, const T*
 template <typename T, int NSRC>
 INFOMORPH_AVX2_FLAVOUR void pid_neuron_avx2(const LayerPlan& p, Workspace& ws, int64_t neuron,
                                             const T* x, const T* theta, const T* edges, const T* lo,
-                                            const T* hi, T* red, T* h_y, T* dtheta) {
-    pid_neuron_body<T, NSRC, true>(p, ws, neuron, x, theta, edges, lo, hi, red, h_y, dtheta);
+                                            const T* hi, T* red, T* h_y, T* dtheta, int& status) {
+    pid_neuron_body<T, NSRC, true>(p, ws, neuron, x, theta, edges, lo, hi, red, h_y, dtheta, status);
 }
 #endif
 
