@@ -11,7 +11,7 @@ The activation turns ``(s_1 .. s_n)`` into the firing probability ``theta``; the
 from __future__ import annotations
 
 import math
-from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
@@ -23,17 +23,32 @@ from .goals import GoalSpec, resolve_goal
 Ranges = Union[str, Tuple[float, float], Sequence[Tuple[float, float]]]
 
 
-class LayerOutput(NamedTuple):
+class LayerOutput:
     """What one pass of a layer produced.
 
-    sources: [batch, neurons, n_sources] aggregated source values (detached: binning has no gradient)
+    sources: [batch, neurons, n_sources] aggregated source values (detached: binning has no
+             gradient); stacked on first use, since passes that feed no goal (earlier passes,
+             evaluation) never need it
     theta:   [batch, neurons] firing probability (carries the gradient to the layer's weights)
     y:       [batch, neurons] sampled +-1 outputs (no gradient), or None when not sampled
     """
 
-    sources: torch.Tensor
-    theta: torch.Tensor
-    y: Optional[torch.Tensor]
+    __slots__ = ("_parts", "_sources", "theta", "y")
+
+    def __init__(self, sources, theta: torch.Tensor, y: Optional[torch.Tensor]):
+        # sources: the stacked tensor, or the list of per-class [batch, neurons] tensors
+        self._parts, self._sources = (sources, None) if isinstance(sources, (list, tuple)) else (None, sources)
+        self.theta, self.y = theta, y
+
+    @property
+    def sources(self) -> torch.Tensor:
+        if self._sources is None:
+            self._sources = torch.stack([s.detach() for s in self._parts], dim=-1)
+            self._parts = None
+        return self._sources
+
+    def __iter__(self):  # unpacks like the (sources, theta, y) triple it was
+        return iter((self.sources, self.theta, self.y))
 
 
 def sample_pm1(theta: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
@@ -202,9 +217,8 @@ class InfomorphicLayer(nn.Module):
             raise ValueError(f"layer expects {self.n_sources} inputs (one per class), got {len(inputs)}")
         srcs = self.aggregate(inputs, zero, pre)
         theta = self.activation(*srcs)
-        sources = torch.stack([s.detach() for s in srcs], dim=-1)
         y = sample_pm1(theta, generator) if sample else None
-        return LayerOutput(sources, theta, y)
+        return LayerOutput(list(srcs), theta, y)
 
     def goal(self, out: LayerOutput) -> torch.Tensor:
         """The goal ``G`` per neuron ``[N]`` of one pass, differentiable w.r.t. the weights."""
