@@ -10,7 +10,7 @@ triton's ptxas with ``-v``. CUDA C++: ``csrc/cuda/pid_cuda.cu`` compiled by nvcc
 ``-Xptxas -v`` (needs nvcc; CUDA_HOME or nvcc on PATH). Columns: registers per thread, spill
 stores/loads (bytes), static shared memory, and the CTAs per SM that the registers allow (65,536
 registers per SM, allocated per warp in units of 256). These are facts about code, not timings:
-the timings need a GPU (bench/bench_gpu.py).
+the timings need a GPU (python -m pytest bench --benchmark-only --bench-device cuda).
 """
 from __future__ import annotations
 
