@@ -14,7 +14,7 @@ import torch
 from . import _validate, dispatch, lattice
 from .autograd import PIDFused, pid_fused
 from .binning import bin_indices, make_binning
-from .reference import pid_dense, pid_dense_samples, pid_samples
+from .reference import dense_joint, pid_dense, pid_dense_local, pid_dense_samples, pid_samples, pid_samples_local
 
 MAX_SOURCES_FUSED = 4
 
@@ -26,6 +26,14 @@ class PIDResult:
     atoms, redundancies: [..., n_atoms] in gamma order (bits); h_res, h_y, mutual_information: [...];
     goal: [...] (only when a gamma was given; differentiable with respect to theta);
     names: atom names in that order; backend: the backend that ran.
+
+    With ``local=True`` also the local (pointwise) atoms, SxPID's definitions
+    (docs/kernel_contract.md, "Local atoms"), in bits, atoms in gamma order without H_res:
+    ``local_informative``, ``local_misinformative`` and ``local_atoms`` (their difference), and
+    ``local_h_res`` (-log2 p(y | s)). ``pid_distribution``: ``[..., n_targets, K_1, ..., K_n,
+    n_atoms]`` per realization (``local_h_res`` without the last axis); ``pid``: ``[batch,
+    neurons, 2, n_atoms]`` at each sample's joint cell for both outputs (index 0 = silent,
+    1 = fire; ``local_h_res [batch, neurons, 2]``). Realizations of probability 0 hold 0.
     """
 
     atoms: torch.Tensor
@@ -37,6 +45,10 @@ class PIDResult:
     backend: str
     n_sources: int
     goal: Optional[torch.Tensor] = None
+    local_atoms: Optional[torch.Tensor] = None
+    local_informative: Optional[torch.Tensor] = None
+    local_misinformative: Optional[torch.Tensor] = None
+    local_h_res: Optional[torch.Tensor] = None
 
     def as_dict(self, index: int = 0) -> dict:
         """Atoms and H_res of one neuron (or batch element) by name, as Python floats."""
@@ -88,6 +100,20 @@ def _tables(n: int, device: torch.device):
         lat = _lattice(n)
         pair = _ON_DEVICE[key] = (lat.coef.to(device), lat.moebius.to(device))
     return pair
+
+
+LOCAL_BACKENDS = ("reference", "reference_dense", "cpu")
+
+
+def _with_local(res: PIDResult, plus: torch.Tensor, minus: torch.Tensor, h_res: torch.Tensor) -> PIDResult:
+    """Attach the local atoms: the Moebius inversion of both local redundancy parts."""
+    _, moebius = _tables(res.n_sources, plus.device)
+    mt = moebius.T.to(plus.dtype)
+    res.local_informative = plus @ mt
+    res.local_misinformative = minus @ mt
+    res.local_atoms = res.local_informative - res.local_misinformative
+    res.local_h_res = h_res
+    return res
 
 
 _BINNINGS = {}
@@ -184,6 +210,7 @@ def pid(
     gamma=None,
     labels: Optional[Sequence[str]] = None,
     validate: bool = True,
+    local: bool = False,
 ) -> PIDResult:
     """I_sx PID of every neuron of a layer for one batch.
 
@@ -194,6 +221,9 @@ def pid(
     values, H_res last, or a dict of atom names); then ``result.goal`` [neurons] is differentiable
     with respect to theta. labels: source names for atom names (e.g. "FCL").
     ``validate=False`` skips the value checks (NaN/Inf, theta in [0, 1]), which synchronize a GPU.
+
+    ``local=True`` adds the local atoms at every sample's cell for both outputs (backends
+    "reference", "reference_dense" and "cpu"; not differentiable): see :class:`PIDResult`.
 
     Fused backends return non-differentiable atoms; with backend "reference"/"reference_dense"
     everything is differentiable through torch autograd.
@@ -207,6 +237,10 @@ def pid(
             raise ValueError(f"labels must name the {n} sources, got {len(labels)}")
     binning = _binning(n, bins, ranges, sources.dtype, sources.device)
     name = dispatch.choose(backend, sources.device)
+    if not isinstance(local, bool):
+        raise TypeError(f"local must be a bool, got {type(local).__name__}")
+    if local and name not in LOCAL_BACKENDS:
+        raise ValueError(f"local=True is supported by backends {list(LOCAL_BACKENDS)}, not by {name!r}")
     compiling = torch.compiler.is_compiling()
     # the CPU engine checks the values while it bins (no extra pass, no extra synchronization)
     engine_checks = validate and name == "cpu" and not compiling
@@ -221,7 +255,10 @@ def pid(
         if wg is not None:
             wg = wg.to(red.dtype)
             goal = red @ wg[:-1] + wg[-1] * h_y
-        return _result(red, h_y, goal, n, labels, name)
+        res = _result(red, h_y, goal, n, labels, name)
+        if local:
+            res = _with_local(res, *_reference_local(b, theta, binning.nbins, name))
+        return res
     if n > MAX_SOURCES_FUSED:
         raise ValueError(f"backend {name!r} serves up to {MAX_SOURCES_FUSED} sources, got {n}")
     coef, _ = _tables(n, sources.device)
@@ -235,7 +272,33 @@ def pid(
         goal, red, h_y, _ = pid_fused(*args)
     else:
         goal, red, h_y, _ = PIDFused.apply(*args, engine_checks)
-    return _result(red, h_y, goal if has_goal else None, n, labels, name)
+    res = _result(red, h_y, goal if has_goal else None, n, labels, name)
+    if local:
+        from .cpu_backend import local_kernel_cpu
+
+        res = _with_local(res, *local_kernel_cpu(sources.detach().contiguous(), theta.detach().contiguous(), binning, coef))
+    return res
+
+
+def _reference_local(b, theta, nbins, name):
+    """(plus, minus, h_res) per sample for the reference backends (y = silent, fire)."""
+    if name == "reference":
+        return pid_samples_local(b, theta, nbins)
+    # reference_dense: the dense pmf's local values, read at each sample's cell
+    B, N, n = b.shape
+    p = dense_joint(b, theta.detach(), nbins)  # [N, 2 (fire, silent), K...]
+    plus, minus, h_res = pid_dense_local(p, n)
+    A = plus.shape[-1]
+    flat = torch.zeros_like(b[..., 0])
+    for j in range(n):
+        flat = flat * nbins[j] + b[..., j]
+    idx = flat.T  # [N, B]
+    out = []
+    for t, last in ((plus, (A,)), (minus, (A,)), (h_res, ())):
+        t = t.reshape(N, 2, -1, *last).flip(1)  # y = silent, fire
+        g = torch.stack([t[:, y].gather(1, idx.view(N, B, *([1] * len(last))).expand(N, B, *last)) for y in range(2)], 2)
+        out.append(g.transpose(0, 1))  # [B, N, 2, ...]
+    return tuple(out)
 
 
 def pid_goal(
@@ -255,15 +318,21 @@ def pid_goal(
     return pid(sources, theta, bins, ranges, backend, gamma, labels, validate).goal
 
 
-def pid_distribution(p: torch.Tensor, n_sources: Optional[int] = None, labels=None) -> PIDResult:
+def pid_distribution(p: torch.Tensor, n_sources: Optional[int] = None, labels=None, local: bool = False) -> PIDResult:
     """I_sx PID of joint pmfs. p: [..., n_targets, K_1, ..., K_n] (target axis right after the batch
     dims; any target alphabet). ``n_sources`` defaults to ``p.dim() - 1`` (no batch dims).
-    Differentiable with respect to p. Uses the dense algorithm."""
+    Differentiable with respect to p. Uses the dense algorithm. ``local=True`` adds the local
+    atoms of every realization (see :class:`PIDResult`)."""
     p, n = _validate.check_distribution(p, n_sources)
     if n > lattice.MAX_SOURCES:
         raise ValueError(f"n_sources must be at most {lattice.MAX_SOURCES}, got {n}")
+    if not isinstance(local, bool):
+        raise TypeError(f"local must be a bool, got {type(local).__name__}")
     red, h_y = pid_dense(p, n)
-    return _result(red, h_y, None, n, labels, "reference_dense")
+    res = _result(red, h_y, None, n, labels, "reference_dense")
+    if local:
+        res = _with_local(res, *pid_dense_local(p, n))
+    return res
 
 
 def available_backends(device=None) -> List[str]:

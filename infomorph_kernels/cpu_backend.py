@@ -129,3 +129,36 @@ def pid_kernel_cpu(
         check_values_of("sources", x, theta)  # raises the API's message
         raise ValueError(f"the engine found invalid values (status {status}) that the argument checks did not")
     return red, h_y, dtheta
+
+
+def local_kernel_cpu(x: torch.Tensor, theta: torch.Tensor, binning, coef: torch.Tensor,
+                     num_threads: Optional[int] = None) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Local redundancy parts at every sample's joint cell, fused (one pass, no dense tables).
+
+    x: [B, N, n], theta: [B, N] (validated by the caller); binning: :class:`~.binning.Binning`;
+    coef: the lattice's [A, 2^n - 1]. Returns ``plus [B, N, 2, A]``, ``minus [B, N, 2, A]`` and
+    ``h_res [B, N, 2]`` in x's dtype, y = 0 silent, 1 fire (reference.pid_samples_local is the
+    oracle).
+    """
+    from .lattice import full_index
+
+    mod = _load()
+    if mod is None:
+        raise RuntimeError(f"backend 'cpu' cannot run: {unavailable_reason()}")
+    B, N, n = (int(v) for v in x.shape)
+    A = int(coef.shape[0])
+    dt = x.dtype
+    x = _check_cpu_tensor("x", x, dt, None)
+    theta = _check_cpu_tensor("theta", theta, dt, (B, N))
+    coef = _check_cpu_tensor("coef", torch.as_tensor(coef).to(torch.int32), torch.int32, None)
+    red = torch.empty((N, A), dtype=dt)
+    h_y = torch.empty((N,), dtype=dt)
+    out = torch.empty((B, N, 2, 2 * A + 1), dtype=dt)
+    threads = get_num_threads() if num_threads is None else int(num_threads)
+    mod.pid_layer(
+        x.data_ptr(), theta.data_ptr(), binning.edges.data_ptr(), int(binning.edges.shape[1]), list(binning.nbins),
+        binning.clamp_lo.data_ptr(), binning.clamp_hi.data_ptr(), bool(binning.adaptive),
+        coef.data_ptr(), A, 0, 0.0, False, B, N, dt == torch.float64,
+        red.data_ptr(), h_y.data_ptr(), 0, threads, False, out.data_ptr(), full_index(n),
+    )  # fmt: skip
+    return out[..., :A], out[..., A:2 * A], out[..., 2 * A]

@@ -173,6 +173,86 @@ def pid_dense(p: torch.Tensor, n: int) -> Tuple[torch.Tensor, torch.Tensor]:
     return torch.stack(reds, dim=-1), h_y
 
 
+def pid_dense_local(p: torch.Tensor, n: int) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Local (pointwise) redundancy parts of a dense joint pmf (SxPID's definitions).
+
+    p: [..., T, K_1, ..., K_n]. For every realization (t, s) and antichain alpha:
+    informative ``i+ = -log2 P(union_{a in alpha} {S_a = s_a})``, misinformative
+    ``i- = -log2 P(union | T = t)``; the local redundancy is ``i+ - i-``. Also the local residual
+    entropy ``-log2 p(t | s)``. Realizations of probability 0 hold 0.
+    Returns ``plus [..., T, K..., A]``, ``minus [..., T, K..., A]``, ``h_res [..., T, K...]``.
+    """
+    src_dims = [p.dim() - n + j for j in range(n)]
+    t_dim = p.dim() - n - 1
+    marg = {}
+    for s in range(1, 1 << n):
+        drop = [src_dims[j] for j in range(n) if not s >> j & 1]
+        marg[s] = p.sum(dim=drop, keepdim=True) if drop else p
+    p_y = p.sum(dim=src_dims, keepdim=True)
+    occupied = p > 0
+    log_p_y = _safe_log2(p_y, p_y > 0)
+    plus, minus = [], []
+    for alpha in lattice.antichains(n):
+        num = torch.zeros_like(p)
+        den = torch.zeros_like(p)
+        for r in range(1, len(alpha) + 1):
+            sign = 1.0 if r % 2 else -1.0
+            for subset in itertools.combinations(alpha, r):
+                union = 0
+                for m in subset:
+                    union |= m
+                num = num + sign * marg[union]
+                den = den + sign * marg[union].sum(dim=t_dim, keepdim=True)
+        # on an occupied realization the union events hold it: num >= p > 0, den >= p > 0
+        ok = occupied & (num > 0) & (den > 0)
+        plus.append(torch.where(ok, -_safe_log2(den.expand_as(p), ok), torch.zeros_like(p)))
+        minus.append(torch.where(ok, log_p_y - _safe_log2(num, ok), torch.zeros_like(p)))
+    q = p.sum(dim=t_dim, keepdim=True)
+    ok = occupied & (q > 0)
+    h_res = torch.where(ok, _safe_log2(q.expand_as(p), ok) - _safe_log2(p, ok), torch.zeros_like(p))
+    return torch.stack(plus, dim=-1), torch.stack(minus, dim=-1), h_res
+
+
+def pid_samples_local(
+    bins: torch.Tensor, theta: torch.Tensor, nbins: Sequence[int]
+) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Local redundancy parts at every sample's joint cell, for both outputs, sample-based.
+
+    bins: [B, N, n]; theta: [B, N]. Returns ``plus [B, N, 2, A]``, ``minus [B, N, 2, A]``,
+    ``h_res [B, N, 2]`` with y = 0 silent, 1 fire (definitions of :func:`pid_dense_local`);
+    a realization (y, cell) the batch gives probability 0 holds 0.
+    """
+    B, N, n = bins.shape
+    dtype, device = theta.dtype, theta.device
+    coef = torch.as_tensor(lattice.coef_matrix(n), dtype=dtype, device=device)
+    theta = theta.detach()
+    thetas = (1.0 - theta, theta)  # y = silent, fire (the order of the local outputs)
+    ones = torch.ones_like(theta)
+    neuron = torch.arange(N, device=device).view(1, N)
+    m_cols = ([], [])
+    q_cols = []
+    for s in range(1, 1 << n):
+        key = neuron.clone()
+        for j in _subset_members(s, n):
+            key = key * nbins[j] + bins[..., j]
+        m0, m1, cnt = _segment_tables(key, (thetas[0], thetas[1], ones))
+        m_cols[0].append(m0 / B)
+        m_cols[1].append(m1 / B)
+        q_cols.append(cnt / B)
+    d = torch.stack(q_cols, dim=-1) @ coef.T  # [B, N, A], >= q_full > 0
+    p_y = torch.stack([t.mean(dim=0) for t in thetas])  # [2, N]
+    plus, minus, h_res = [], [], []
+    for y in range(2):
+        num = torch.stack(m_cols[y], dim=-1) @ coef.T
+        ok = (m_cols[y][-1] > 0).unsqueeze(-1) & (num > 0)  # p(y, cell) > 0
+        plus.append(torch.where(ok, -torch.log2(d), torch.zeros_like(d)))
+        minus.append(torch.where(ok, _safe_log2(p_y[y], p_y[y] > 0).view(1, N, 1) - _safe_log2(num, ok),
+                                 torch.zeros_like(num)))
+        okc = m_cols[y][-1] > 0
+        h_res.append(torch.where(okc, torch.log2(q_cols[-1]) - _safe_log2(m_cols[y][-1], okc), torch.zeros_like(d[..., 0])))
+    return torch.stack(plus, dim=2), torch.stack(minus, dim=2), torch.stack(h_res, dim=2)
+
+
 def dense_joint(bins: torch.Tensor, theta: torch.Tensor, nbins: Sequence[int]) -> torch.Tensor:
     """Theta-weighted dense histogram p(y, s): [N, 2, K_1, ..., K_n] (differentiable in theta)."""
     B, N, n = bins.shape

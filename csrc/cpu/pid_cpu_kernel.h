@@ -72,6 +72,8 @@ struct LayerPlan {
     // log2(c) for integer counts 0..B (null when B is huge); shared by every call (log2_table())
     std::shared_ptr<const std::vector<double>> log2_int;
     bool check_values = false;     // report non-finite x and theta outside [0, 1] (status flags)
+    bool local = false;            // write the local redundancy parts (local_out)
+    int local_full = 0;            // row of coef of the full-set antichain {1..n}
 
     LayerPlan(const std::vector<int64_t>& nbins, const int32_t* c, int A_, const double* w_,
               int64_t batch)
@@ -193,6 +195,7 @@ struct Workspace {
     std::vector<int32_t> ubins;        // [B * n] bins of each occupied joint cell
     std::vector<int32_t> slots;        // [B * S] slot of each occupied joint cell in each table
     std::vector<double> wl;            // [2 * B] sum_a w_a l_a(y) per occupied joint cell
+    std::vector<double> lcell;         // [B][2][2A + 1] local values per occupied joint cell (local)
     // lane buffers, kHalves vectors of kVec cells per row
     // (plain double storage viewed as vd: vd is declared with 8-byte alignment for exactly this)
     std::vector<double> gath;          // [3][S][kHalves] vd: gathered m(fire), m(silent), count
@@ -205,7 +208,7 @@ struct Workspace {
     std::vector<int64_t> key;
 
     static std::vector<int64_t> key_of(const LayerPlan& p) {
-        std::vector<int64_t> k{p.B, p.n, p.A, p.need_grad ? 1 : 0};
+        std::vector<int64_t> k{p.B, p.n, p.A, p.need_grad ? 1 : 0, p.local ? 1 : 0};
         k.insert(k.end(), p.layout.cells.begin(), p.layout.cells.end());
         return k;
     }
@@ -217,6 +220,7 @@ struct Workspace {
         ubins.resize(size_t(p.B) * p.n);
         slots.resize(size_t(p.B) * p.S);
         if (p.need_grad) wl.resize(size_t(2 * p.B));
+        if (p.local) lcell.resize(size_t(p.B) * 2 * (2 * p.A + 1));
         gath.resize(size_t(3) * p.S * kLanes);
         nd.resize(size_t(3) * p.A * kLanes);
         lnd.resize(size_t(3) * p.A * kLanes);
@@ -232,7 +236,8 @@ INFOMORPH_INLINE void pid_neuron_body(const LayerPlan& p, Workspace& ws, int64_t
                                       const T* __restrict x, const T* __restrict theta,
                                       const T* __restrict edges, const T* __restrict clamp_lo,
                                       const T* __restrict clamp_hi, T* __restrict red,
-                                      T* __restrict h_y, T* __restrict dtheta, int& status) {
+                                      T* __restrict h_y, T* __restrict dtheta, int& status,
+                                      T* __restrict local_out) {
     constexpr int S = (1 << NSRC) - 1;
     constexpr int L = kLanes;
     const int64_t B = p.B, N = p.N;
@@ -339,6 +344,8 @@ INFOMORPH_INLINE void pid_neuron_body(const LayerPlan& p, Workspace& ws, int64_t
     vd* __restrict ratio = reinterpret_cast<vd*>(ws.ratio.data());        // [A][V]
     vd* __restrict red_lane = reinterpret_cast<vd*>(ws.red_lane.data());  // [A][V]
     double* __restrict wl = p.need_grad ? ws.wl.data() : nullptr;
+    double* __restrict lcell = local_out != nullptr ? ws.lcell.data() : nullptr;  // [U][2][2A + 1]
+    const double log2B = std::log2(double(B));
     for (int i = 0; i < A * V; ++i) red_lane[i] = vsplat(0.0);
 
     for (int32_t u0 = 0; u0 < U; u0 += L) {
@@ -399,6 +406,30 @@ INFOMORPH_INLINE void pid_neuron_body(const LayerPlan& p, Workspace& ws, int64_t
                 const int i = a * V + h;
                 red_lane[i] += M0[h] * (l0[i] - ld[i]) + M1[h] * (l1[i] - ld[i]);
             }
+        if (lcell != nullptr) {
+            // local redundancy parts of each occupied realization (y, cell), SxPID's definitions:
+            // i+ = -log2 D_a = log2 B - log2 D_raw, i- = log2 p(y) - log2 N_a(y) = lp + log2 B - log2 N_raw;
+            // local H_res = -log2 p(y | cell) = log2 count - log2 M(y) (the full set: N = M, D = count)
+            const int F = p.local_full;
+            for (int l = 0; l < nl; ++l) {
+                const int h = l / kVec, e = l % kVec;
+                double* cell = lcell + int64_t(u0 + l) * 2 * (2 * A + 1);
+                for (int y = 0; y < 2; ++y) {
+                    double* out = cell + (1 - y) * (2 * A + 1);  // outputs: 0 = silent, 1 = fire
+                    const double My = (y == 0 ? M0 : M1)[h][e];
+                    const vd* ly = y == 0 ? l0 : l1;
+                    if (My > 0.0) {
+                        for (int a = 0; a < A; ++a) {
+                            out[a] = log2B - ld[a * V + h][e];
+                            out[A + a] = lp[y] + log2B - ly[a * V + h][e];
+                        }
+                        out[2 * A] = ld[F * V + h][e] - ly[F * V + h][e];
+                    } else {
+                        std::fill(out, out + 2 * A + 1, 0.0);
+                    }
+                }
+            }
+        }
         if (!p.need_grad) continue;
 
         for (int y = 0; y < 2; ++y) {
@@ -469,6 +500,15 @@ INFOMORPH_INLINE void pid_neuron_body(const LayerPlan& p, Workspace& ws, int64_t
         for (int64_t i = 0; i < B; ++i) dtheta[i * N + neuron] = T(wl[2 * sample_uid[i]]);
     }
 
+    if (lcell != nullptr) {  // every sample gets the values of its joint cell
+        const int W = 2 * (2 * A + 1);
+        for (int64_t i = 0; i < B; ++i) {
+            const double* src = lcell + int64_t(sample_uid[i]) * W;
+            T* dst = local_out + (i * N + neuron) * W;
+            for (int k = 0; k < W; ++k) dst[k] = T(src[k]);
+        }
+    }
+
     for (int s = 1; s <= S; ++s) ws.tab[s].reset();
 }
 
@@ -476,8 +516,9 @@ INFOMORPH_INLINE void pid_neuron_body(const LayerPlan& p, Workspace& ws, int64_t
 // __builtin_cpu_supports (no -march flag needed at build time, no illegal instruction at run time).
 template <typename T, int NSRC>
 void pid_neuron_base(const LayerPlan& p, Workspace& ws, int64_t neuron, const T* x, const T* theta,
-                     const T* edges, const T* lo, const T* hi, T* red, T* h_y, T* dtheta, int& status) {
-    pid_neuron_body<T, NSRC, false>(p, ws, neuron, x, theta, edges, lo, hi, red, h_y, dtheta, status);
+                     const T* edges, const T* lo, const T* hi, T* red, T* h_y, T* dtheta, int& status,
+                     T* local_out) {
+    pid_neuron_body<T, NSRC, false>(p, ws, neuron, x, theta, edges, lo, hi, red, h_y, dtheta, status, local_out);
 }
 
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
@@ -492,8 +533,9 @@ void pid_neuron_base(const LayerPlan& p, Workspace& ws, int64_t neuron, const T*
 template <typename T, int NSRC>
 INFOMORPH_AVX2_FLAVOUR void pid_neuron_avx2(const LayerPlan& p, Workspace& ws, int64_t neuron,
                                             const T* x, const T* theta, const T* edges, const T* lo,
-                                            const T* hi, T* red, T* h_y, T* dtheta, int& status) {
-    pid_neuron_body<T, NSRC, true>(p, ws, neuron, x, theta, edges, lo, hi, red, h_y, dtheta, status);
+                                            const T* hi, T* red, T* h_y, T* dtheta, int& status,
+                                            T* local_out) {
+    pid_neuron_body<T, NSRC, true>(p, ws, neuron, x, theta, edges, lo, hi, red, h_y, dtheta, status, local_out);
 }
 #endif
 
