@@ -22,7 +22,7 @@ sys.path.insert(0, HERE)
 from _env import emit  # noqa: E402
 
 BACKEND_ORDER = ["reference_dense", "reference", "cpu", "triton", "cuda"]
-MODE_ORDER = ["fwd", "fwd+bwd", "kernel"]
+MODE_ORDER = ["fwd", "fwd+bwd", "kernel", "local"]
 
 
 def _newest_saved() -> str:

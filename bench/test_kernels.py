@@ -7,7 +7,8 @@
 Each benchmark times one layer call through the public API (batch 1024): ``fwd`` = ``ik.pid``
 (atoms, no gradient), ``fwd+bwd`` = ``ik.pid_goal(...).sum().backward()`` (the training step's PID
 part); ``kernel`` (fused backends, --full) = the fused kernel alone with the backward
-(docs/kernel_contract.md). Groups (``--benchmark-group-by=group``, the default) are one comparison
+(docs/kernel_contract.md); ``local`` = ``ik.pid(..., local=True)`` (local atoms of every
+sample, docs/kernel_contract.md "Local atoms"). Groups (``--benchmark-group-by=group``, the default) are one comparison
 each: the same layer and mode across backends, with ``reference_dense`` (the published algorithm:
 dense K^n histogram, Python loop over antichains) first; each row's ``extra_info`` has its
 speed-up against it and its worst error against the float64 reference (checked before timing).
@@ -65,6 +66,11 @@ def _default_cases():
     for mode in ("fwd", "fwd+bwd"):  # the paper's output layer: 10 bivariate neurons, adaptive bins
         for b in BACKENDS:
             out.append(Case(b, 10, 2, 20, "float32", mode, adaptive=True))
+    for N in (100, 1000):  # local atoms (ik.pid(local=True)) next to the plain forward above
+        for b in ("reference_dense", "reference", "cpu"):
+            if b != "cpu" and N > 100:
+                continue
+            out.append(Case(b, N, 3, 20, "float32", "local"))
     return out
 
 
@@ -139,10 +145,12 @@ def max_error(case: Case, x, theta, gamma, nc: int = 8) -> float:
 def _call(case: Case, x, theta, gamma, device):
     kw = _kwargs(case)
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
-    if case.mode == "fwd":
+    if case.mode in ("fwd", "local"):
+        local = case.mode == "local"
+
         def fn():
             with torch.no_grad():
-                ik.pid(x, theta, **kw)
+                ik.pid(x, theta, local=local, **kw)
             sync()
     elif case.mode == "fwd+bwd":
         def fn():
@@ -188,6 +196,8 @@ def test_layer(benchmark, case, bench_device, baseline_medians):
     info = {"backend": case.backend, "neurons": case.neurons, "sources": case.n, "bins": case.bins,
             "dtype": case.dtype, "mode": case.mode, "adaptive": case.adaptive, "batch": BATCH,
             "device": bench_device}
+    if case.mode == "local" and case.backend not in ik.api.LOCAL_BACKENDS:
+        pytest.skip(f"local atoms: backends {list(ik.api.LOCAL_BACKENDS)}")
     if case.backend != "reference_dense":  # correctness first (the baseline is the tests' business)
         err = max_error(case, x, theta, gamma)
         info["max_err"] = err

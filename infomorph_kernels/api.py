@@ -268,15 +268,23 @@ def pid(
     need_grad = has_goal and theta.requires_grad and torch.is_grad_enabled()
     args = (sources.detach().contiguous(), theta.contiguous(), binning.edges, binning.nbins, binning.clamp_lo,
             binning.clamp_hi, binning.adaptive, coef, wg, need_grad, name)
-    if compiling:
-        goal, red, h_y, _ = pid_fused(*args)
-    else:
-        goal, red, h_y, _ = PIDFused.apply(*args, engine_checks)
-    res = _result(red, h_y, goal if has_goal else None, n, labels, name)
+    loc = None
     if local:
+        # one pass gives the local atoms and the redundancies; a goal's gradient needs the goal pass too
         from .cpu_backend import local_kernel_cpu
 
-        res = _with_local(res, *local_kernel_cpu(sources.detach().contiguous(), theta.detach().contiguous(), binning, coef))
+        _, moebius = _tables(n, sources.device)
+        red, h_y, *loc = local_kernel_cpu(args[0], theta.detach().contiguous(), binning, coef, moebius,
+                                          check_values=engine_checks)
+        goal = (red @ wg[:-1].to(red.dtype) + wg[-1].to(red.dtype) * h_y) if has_goal else None
+    if not local or need_grad:
+        if compiling:
+            goal, red, h_y, _ = pid_fused(*args)
+        else:
+            goal, red, h_y, _ = PIDFused.apply(*args, engine_checks)
+    res = _result(red, h_y, goal if has_goal else None, n, labels, name)
+    if loc is not None:
+        res.local_informative, res.local_misinformative, res.local_atoms, res.local_h_res = loc
     return res
 
 

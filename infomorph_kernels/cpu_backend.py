@@ -131,14 +131,16 @@ def pid_kernel_cpu(
     return red, h_y, dtheta
 
 
-def local_kernel_cpu(x: torch.Tensor, theta: torch.Tensor, binning, coef: torch.Tensor,
-                     num_threads: Optional[int] = None) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Local redundancy parts at every sample's joint cell, fused (one pass, no dense tables).
+def local_kernel_cpu(x: torch.Tensor, theta: torch.Tensor, binning, coef: torch.Tensor, moebius: torch.Tensor,
+                     num_threads: Optional[int] = None, check_values: bool = False) -> Tuple[torch.Tensor, ...]:
+    """Local atoms at every sample's joint cell, fused (one pass, no dense tables).
 
-    x: [B, N, n], theta: [B, N] (validated by the caller); binning: :class:`~.binning.Binning`;
-    coef: the lattice's [A, 2^n - 1]. Returns ``plus [B, N, 2, A]``, ``minus [B, N, 2, A]`` and
-    ``h_res [B, N, 2]`` in x's dtype, y = 0 silent, 1 fire (reference.pid_samples_local is the
-    oracle).
+    x: [B, N, n], theta: [B, N] (shapes validated by the caller; ``check_values`` as in
+    :func:`pid_kernel_cpu`); binning: :class:`~.binning.Binning`; coef: the lattice's
+    [A, 2^n - 1]; moebius: its float64 [A, A]. Returns ``red [N, A]``, ``h_y [N]`` (as the
+    forward), then ``informative``,
+    ``misinformative``, ``atoms`` ``[B, N, 2, A]`` and ``h_res [B, N, 2]`` in x's dtype (views of
+    neuron-major storage), y = 0 silent, 1 fire (reference.pid_samples_local + the Moebius inversion is the oracle).
     """
     from .lattice import full_index
 
@@ -151,14 +153,21 @@ def local_kernel_cpu(x: torch.Tensor, theta: torch.Tensor, binning, coef: torch.
     x = _check_cpu_tensor("x", x, dt, None)
     theta = _check_cpu_tensor("theta", theta, dt, (B, N))
     coef = _check_cpu_tensor("coef", torch.as_tensor(coef).to(torch.int32), torch.int32, None)
+    moebius = _check_cpu_tensor("moebius", moebius.to(torch.float64), torch.float64, (A, A))
     red = torch.empty((N, A), dtype=dt)
     h_y = torch.empty((N,), dtype=dt)
-    out = torch.empty((B, N, 2, 2 * A + 1), dtype=dt)
+    # written neuron-major (each neuron's block contiguous, as the engine runs), returned as
+    # [B, N, ...] views: a sample-major write from a neuron-major pass thrashes the TLB (9x slower)
+    outs = [torch.empty((N, B, 2, A), dtype=dt) for _ in range(3)] + [torch.empty((N, B, 2), dtype=dt)]
     threads = get_num_threads() if num_threads is None else int(num_threads)
-    mod.pid_layer(
+    status = mod.pid_layer(
         x.data_ptr(), theta.data_ptr(), binning.edges.data_ptr(), int(binning.edges.shape[1]), list(binning.nbins),
         binning.clamp_lo.data_ptr(), binning.clamp_hi.data_ptr(), bool(binning.adaptive),
         coef.data_ptr(), A, 0, 0.0, False, B, N, dt == torch.float64,
-        red.data_ptr(), h_y.data_ptr(), 0, threads, False, out.data_ptr(), full_index(n),
+        red.data_ptr(), h_y.data_ptr(), 0, threads, bool(check_values), [o.data_ptr() for o in outs], full_index(n),
+        moebius.data_ptr(),
     )  # fmt: skip
-    return out[..., :A], out[..., A:2 * A], out[..., 2 * A]
+    if status:
+        check_values_of("sources", x, theta)  # raises the API's message
+        raise ValueError(f"the engine found invalid values (status {status}) that the argument checks did not")
+    return (red, h_y) + tuple(o.transpose(0, 1) for o in outs)

@@ -136,3 +136,31 @@ def test_ctrl_c_mid_epoch_checkpoints_and_resumes_exactly(tmp_path):
     for ha, hb in zip(a["history"], b["history"]):
         for key in ("val_accuracy", "test_accuracy", "train_accuracy", "loss"):
             assert ha[key] == hb[key], (ha["epoch"], key)
+
+
+def test_inspect_writes_local_atoms_per_label(finished_run):
+    """inspect on a finished run: JSON and heatmaps; the label-weighted per-label means are the
+    layer's mean atoms (the averaging identity of local atoms, over the same batches)."""
+    res = cli("inspect", str(finished_run), "--threads", "1")
+    assert res.returncode == 0, res.stderr
+    data = json.loads((finished_run / "local_atoms.json").read_text())
+    assert set(data["layers"]) == {"hidden", "output"} and data["split"] == "test"
+    counts = data["label_counts"]
+    assert sum(counts) == data["samples"] == 100
+    for name, lay in data["layers"].items():
+        assert len(lay["atoms"]) == (19 if name == "hidden" else 5) and lay["atoms"][-1] == "H_res"
+        for a in lay["atoms"]:
+            weighted = sum(counts[int(k)] * v[a] for k, v in lay["per_label"].items()) / sum(counts)
+            assert abs(weighted - lay["mean"][a]) < 1e-9, (name, a)
+        assert len(lay["per_neuron"]) == (8 if name == "hidden" else 10)
+        assert (finished_run / f"local_atoms_{name}.png").stat().st_size > 0
+    # the mean over the split is an atom vector of the same kind as training reports (finite, MI >= 0)
+    assert all(abs(v) < 10 for v in data["layers"]["hidden"]["mean"].values())
+
+
+def test_inspect_errors(tmp_path, finished_run):
+    assert_user_error(cli("inspect", str(tmp_path / "none")), "inspect", "not a run directory")
+    assert_user_error(cli("inspect", str(finished_run), "--split", "train"), "--split", "invalid choice")
+    bp = tmp_path / "bp"
+    assert cli("train", *TINY, "--epochs", "1", "--backprop", "--out", str(bp)).returncode == 0
+    assert_user_error(cli("inspect", str(bp)), "backprop run")

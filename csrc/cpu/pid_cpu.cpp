@@ -28,7 +28,8 @@ namespace cpu {
 namespace {
 
 struct LayerPointers {
-    uintptr_t x, theta, edges, clamp_lo, clamp_hi, red, h_y, dtheta, local_out;
+    uintptr_t x, theta, edges, clamp_lo, clamp_hi, red, h_y, dtheta;
+    uintptr_t local_inf, local_mis, local_atoms, local_h_res;
 };
 
 // AVX2 + FMA kernels when the CPU has them; INFOMORPH_CPU_BASELINE=1 forces the portable ones
@@ -72,7 +73,11 @@ int run_layer(const LayerPlan& plan, const LayerPointers& ptr, int num_threads) 
     T* red = reinterpret_cast<T*>(ptr.red);
     T* h_y = reinterpret_cast<T*>(ptr.h_y);
     T* dtheta = reinterpret_cast<T*>(ptr.dtheta);
-    T* local_out = reinterpret_cast<T*>(ptr.local_out);
+    LocalOut<T> lout;
+    lout.inf = reinterpret_cast<T*>(ptr.local_inf);
+    lout.mis = reinterpret_cast<T*>(ptr.local_mis);
+    lout.atoms = reinterpret_cast<T*>(ptr.local_atoms);
+    lout.h_res = reinterpret_cast<T*>(ptr.local_h_res);
     const int64_t N = plan.N;
     auto neuron_fn = &pid_neuron_base<T, NSRC>;
 #ifdef INFOMORPH_HAVE_AVX2_PATH
@@ -92,7 +97,7 @@ int run_layer(const LayerPlan& plan, const LayerPointers& ptr, int num_threads) 
         int st = 0;
 #pragma omp for schedule(dynamic)
         for (int64_t neuron = 0; neuron < N; ++neuron) {
-            if (ws) neuron_fn(plan, *ws, neuron, x, theta, edges, lo, hi, red, h_y, dtheta, st, local_out);
+            if (ws) neuron_fn(plan, *ws, neuron, x, theta, edges, lo, hi, red, h_y, dtheta, st, lout);
         }
         status.fetch_or(st);
     };
@@ -132,8 +137,8 @@ int pid_layer(uintptr_t x, uintptr_t theta, uintptr_t edges, int64_t edge_stride
               std::vector<int64_t> nbins, uintptr_t clamp_lo, uintptr_t clamp_hi, bool adaptive,
               uintptr_t coef, int64_t num_antichains, uintptr_t w, double gamma_h, bool need_grad,
               int64_t batch, int64_t neurons, bool is_double, uintptr_t red, uintptr_t h_y,
-              uintptr_t dtheta, int64_t num_threads, bool check_values, uintptr_t local_out,
-              int64_t local_full) {
+              uintptr_t dtheta, int64_t num_threads, bool check_values, std::vector<uintptr_t> local_out,
+              int64_t local_full, uintptr_t moebius) {
     const int64_t n = int64_t(nbins.size());
     require(n >= 1 && n <= kMaxSources,
             "nbins: the engine serves 1 to 4 sources, got " + std::to_string(n));
@@ -170,11 +175,24 @@ int pid_layer(uintptr_t x, uintptr_t theta, uintptr_t edges, int64_t edge_stride
     plan.need_grad = need_grad;
     plan.gamma_h = gamma_h;
     plan.check_values = check_values;
-    plan.local = local_out != 0;
-    require(!plan.local || (local_full >= 0 && local_full < num_antichains),
-            "local_full must be a row of coef, got " + std::to_string(local_full));
+    require(local_out.empty() || local_out.size() == 4,
+            "local_out: 4 pointers (informative, misinformative, atoms, h_res) or none");
+    plan.local = !local_out.empty();
+    if (plan.local) {
+        require(local_full >= 0 && local_full < num_antichains,
+                "local_full must be a row of coef, got " + std::to_string(local_full));
+        require(moebius != 0 && local_out[0] && local_out[1] && local_out[2] && local_out[3],
+                "local: a data pointer is null");
+        plan.set_moebius(reinterpret_cast<const double*>(moebius));
+    }
     plan.local_full = int(local_full);
-    LayerPointers ptr{x, theta, edges, clamp_lo, clamp_hi, red, h_y, dtheta, local_out};
+    LayerPointers ptr{x, theta, edges, clamp_lo, clamp_hi, red, h_y, dtheta, 0, 0, 0, 0};
+    if (plan.local) {
+        ptr.local_inf = local_out[0];
+        ptr.local_mis = local_out[1];
+        ptr.local_atoms = local_out[2];
+        ptr.local_h_res = local_out[3];
+    }
 
     py::gil_scoped_release release;  // pure C++ from here on: let other Python threads run
     if (is_double)
@@ -194,14 +212,15 @@ PYBIND11_MODULE(_cpu, m) {
           py::arg("adaptive"), py::arg("coef"), py::arg("num_antichains"), py::arg("w"),
           py::arg("gamma_h"), py::arg("need_grad"), py::arg("batch"), py::arg("neurons"),
           py::arg("is_double"), py::arg("red"), py::arg("h_y"), py::arg("dtheta"),
-          py::arg("num_threads"), py::arg("check_values") = false, py::arg("local_out") = 0,
-          py::arg("local_full") = 0,
+          py::arg("num_threads"), py::arg("check_values") = false,
+          py::arg("local_out") = std::vector<uintptr_t>{}, py::arg("local_full") = 0, py::arg("moebius") = 0,
           "Fill red [neurons, A], h_y [neurons] and (need_grad) dtheta [batch, neurons] for a whole "
           "layer. Pointers are data addresses of C-contiguous CPU tensors; see "
           "docs/kernel_contract.md. Returns 0, or with check_values the OR of 1 (non-finite x) "
-          "and 2 (theta NaN or outside [0, 1]). local_out: optional [batch, neurons, 2, 2A + 1] "
-          "buffer for the local redundancy parts (y = silent, fire: i+ per antichain, i- per "
-          "antichain, local H_res); local_full: the row of the full-set antichain.");
+          "and 2 (theta NaN or outside [0, 1]). local_out: optional pointers to the local "
+          "informative, misinformative and atoms [neurons, batch, 2, A] and local H_res "
+          "[neurons, batch, 2] (neuron-major; y = silent, fire); local_full: the row of the full-set "
+          "antichain; moebius: the float64 Moebius matrix [A, A].");
     m.def("max_threads", []() { return omp_get_max_threads(); },
           "OpenMP's default thread count in this process.");
     m.def("simd_path", []() { return std::string(infomorph::cpu::use_avx2() ? "avx2" : "baseline"); },

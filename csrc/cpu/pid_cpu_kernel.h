@@ -74,6 +74,22 @@ struct LayerPlan {
     bool check_values = false;     // report non-finite x and theta outside [0, 1] (status flags)
     bool local = false;            // write the local redundancy parts (local_out)
     int local_full = 0;            // row of coef of the full-set antichain {1..n}
+    std::vector<int> moebius_ptr, moebius_col;  // sparse rows of the Moebius matrix M [A, A] (local)
+    std::vector<double> moebius_val;
+
+    void set_moebius(const double* m) {
+        moebius_ptr.assign(size_t(A) + 1, 0);
+        for (int k = 0; k < A; ++k) {
+            for (int j = 0; j < A; ++j) {
+                const double v = m[size_t(k) * A + j];
+                if (v != 0.0) {
+                    moebius_col.push_back(j);
+                    moebius_val.push_back(v);
+                }
+            }
+            moebius_ptr[size_t(k) + 1] = int(moebius_col.size());
+        }
+    }
 
     LayerPlan(const std::vector<int64_t>& nbins, const int32_t* c, int A_, const double* w_,
               int64_t batch)
@@ -97,6 +113,15 @@ struct LayerPlan {
         }
         return table;
     }
+};
+
+// Outputs of the local atoms, [B, N, 2, A] each (h_res [B, N, 2]); all null when not asked for.
+template <typename T>
+struct LocalOut {
+    T* inf = nullptr;
+    T* mis = nullptr;
+    T* atoms = nullptr;
+    T* h_res = nullptr;
 };
 
 // Value problems found while binning (only with LayerPlan::check_values), OR-ed per neuron.
@@ -195,7 +220,8 @@ struct Workspace {
     std::vector<int32_t> ubins;        // [B * n] bins of each occupied joint cell
     std::vector<int32_t> slots;        // [B * S] slot of each occupied joint cell in each table
     std::vector<double> wl;            // [2 * B] sum_a w_a l_a(y) per occupied joint cell
-    std::vector<double> lcell;         // [B][2][2A + 1] local values per occupied joint cell (local)
+    std::vector<double> lcell;         // [B][2][3A + 1] local atoms per occupied joint cell (local)
+    std::vector<double> lpart;         // [2A] i+ and i- of one cell and output
     // lane buffers, kHalves vectors of kVec cells per row
     // (plain double storage viewed as vd: vd is declared with 8-byte alignment for exactly this)
     std::vector<double> gath;          // [3][S][kHalves] vd: gathered m(fire), m(silent), count
@@ -220,7 +246,10 @@ struct Workspace {
         ubins.resize(size_t(p.B) * p.n);
         slots.resize(size_t(p.B) * p.S);
         if (p.need_grad) wl.resize(size_t(2 * p.B));
-        if (p.local) lcell.resize(size_t(p.B) * 2 * (2 * p.A + 1));
+        if (p.local) {
+            lcell.resize(size_t(p.B) * 2 * (3 * p.A + 1));
+            lpart.resize(size_t(2) * p.A);
+        }
         gath.resize(size_t(3) * p.S * kLanes);
         nd.resize(size_t(3) * p.A * kLanes);
         lnd.resize(size_t(3) * p.A * kLanes);
@@ -237,7 +266,7 @@ INFOMORPH_INLINE void pid_neuron_body(const LayerPlan& p, Workspace& ws, int64_t
                                       const T* __restrict edges, const T* __restrict clamp_lo,
                                       const T* __restrict clamp_hi, T* __restrict red,
                                       T* __restrict h_y, T* __restrict dtheta, int& status,
-                                      T* __restrict local_out) {
+                                      const LocalOut<T>& lout) {
     constexpr int S = (1 << NSRC) - 1;
     constexpr int L = kLanes;
     const int64_t B = p.B, N = p.N;
@@ -344,7 +373,7 @@ INFOMORPH_INLINE void pid_neuron_body(const LayerPlan& p, Workspace& ws, int64_t
     vd* __restrict ratio = reinterpret_cast<vd*>(ws.ratio.data());        // [A][V]
     vd* __restrict red_lane = reinterpret_cast<vd*>(ws.red_lane.data());  // [A][V]
     double* __restrict wl = p.need_grad ? ws.wl.data() : nullptr;
-    double* __restrict lcell = local_out != nullptr ? ws.lcell.data() : nullptr;  // [U][2][2A + 1]
+    double* __restrict lcell = lout.inf != nullptr ? ws.lcell.data() : nullptr;  // [U][2][3A + 1]
     const double log2B = std::log2(double(B));
     for (int i = 0; i < A * V; ++i) red_lane[i] = vsplat(0.0);
 
@@ -407,26 +436,52 @@ INFOMORPH_INLINE void pid_neuron_body(const LayerPlan& p, Workspace& ws, int64_t
                 red_lane[i] += M0[h] * (l0[i] - ld[i]) + M1[h] * (l1[i] - ld[i]);
             }
         if (lcell != nullptr) {
-            // local redundancy parts of each occupied realization (y, cell), SxPID's definitions:
-            // i+ = -log2 D_a = log2 B - log2 D_raw, i- = log2 p(y) - log2 N_a(y) = lp + log2 B - log2 N_raw;
-            // local H_res = -log2 p(y | cell) = log2 count - log2 M(y) (the full set: N = M, D = count)
+            // local atoms of each occupied realization (y, cell), SxPID's definitions:
+            // i+ = -log2 D_a = log2 B - log2 D_raw, i- = log2 p(y) - log2 N_a(y) = lp + log2 B - log2 N_raw,
+            // each inverted over the lattice (sparse Moebius rows); local H_res = -log2 p(y | cell)
+            // = log2 count - log2 M(y) (the full set: N = M, D = count)
             const int F = p.local_full;
+            const int W = 3 * A + 1;
+            const int* __restrict mptr = p.moebius_ptr.data();
+            const int* __restrict mcol = p.moebius_col.data();
+            const double* __restrict mval = p.moebius_val.data();
+            double* __restrict plus = ws.lpart.data();       // [A]
+            double* __restrict minus = plus + A;             // [A]
             for (int l = 0; l < nl; ++l) {
                 const int h = l / kVec, e = l % kVec;
-                double* cell = lcell + int64_t(u0 + l) * 2 * (2 * A + 1);
+                double* cell = lcell + int64_t(u0 + l) * 2 * W;
+                for (int a = 0; a < A; ++a) plus[a] = log2B - ld[a * V + h][e];
+                bool inf_done = false;
                 for (int y = 0; y < 2; ++y) {
-                    double* out = cell + (1 - y) * (2 * A + 1);  // outputs: 0 = silent, 1 = fire
+                    double* out = cell + (1 - y) * W;  // outputs: 0 = silent, 1 = fire
                     const double My = (y == 0 ? M0 : M1)[h][e];
                     const vd* ly = y == 0 ? l0 : l1;
-                    if (My > 0.0) {
-                        for (int a = 0; a < A; ++a) {
-                            out[a] = log2B - ld[a * V + h][e];
-                            out[A + a] = lp[y] + log2B - ly[a * V + h][e];
-                        }
-                        out[2 * A] = ld[F * V + h][e] - ly[F * V + h][e];
-                    } else {
-                        std::fill(out, out + 2 * A + 1, 0.0);
+                    if (!(My > 0.0)) {
+                        std::fill(out, out + W, 0.0);
+                        continue;
                     }
+                    for (int a = 0; a < A; ++a) minus[a] = lp[y] + log2B - ly[a * V + h][e];
+                    double* inf = out;
+                    double* mis = out + A;
+                    double* atoms = out + 2 * A;
+                    if (!inf_done) {
+                        for (int k = 0; k < A; ++k) {
+                            double v = 0.0;
+                            for (int q = mptr[k]; q < mptr[k + 1]; ++q) v += mval[q] * plus[mcol[q]];
+                            inf[k] = v;
+                        }
+                        inf_done = true;
+                    } else {
+                        const double* other = cell + W;  // the fire block was written first (y = 0)
+                        std::copy(other, other + A, inf);
+                    }
+                    for (int k = 0; k < A; ++k) {
+                        double v = 0.0;
+                        for (int q = mptr[k]; q < mptr[k + 1]; ++q) v += mval[q] * minus[mcol[q]];
+                        mis[k] = v;
+                        atoms[k] = inf[k] - v;
+                    }
+                    out[3 * A] = ld[F * V + h][e] - ly[F * V + h][e];
                 }
             }
         }
@@ -501,11 +556,22 @@ INFOMORPH_INLINE void pid_neuron_body(const LayerPlan& p, Workspace& ws, int64_t
     }
 
     if (lcell != nullptr) {  // every sample gets the values of its joint cell
-        const int W = 2 * (2 * A + 1);
+        const int W = 3 * A + 1;
         for (int64_t i = 0; i < B; ++i) {
-            const double* src = lcell + int64_t(sample_uid[i]) * W;
-            T* dst = local_out + (i * N + neuron) * W;
-            for (int k = 0; k < W; ++k) dst[k] = T(src[k]);
+            const double* src = lcell + int64_t(sample_uid[i]) * 2 * W;
+            const int64_t row = (neuron * B + i) * 2;  // neuron-major [N, B, 2, ...]: contiguous per neuron
+            for (int y = 0; y < 2; ++y) {
+                const double* c = src + y * W;
+                T* li = lout.inf + (row + y) * A;
+                T* lm = lout.mis + (row + y) * A;
+                T* la = lout.atoms + (row + y) * A;
+                for (int k = 0; k < A; ++k) {
+                    li[k] = T(c[k]);
+                    lm[k] = T(c[A + k]);
+                    la[k] = T(c[2 * A + k]);
+                }
+                lout.h_res[row + y] = T(c[3 * A]);
+            }
         }
     }
 
@@ -517,8 +583,8 @@ INFOMORPH_INLINE void pid_neuron_body(const LayerPlan& p, Workspace& ws, int64_t
 template <typename T, int NSRC>
 void pid_neuron_base(const LayerPlan& p, Workspace& ws, int64_t neuron, const T* x, const T* theta,
                      const T* edges, const T* lo, const T* hi, T* red, T* h_y, T* dtheta, int& status,
-                     T* local_out) {
-    pid_neuron_body<T, NSRC, false>(p, ws, neuron, x, theta, edges, lo, hi, red, h_y, dtheta, status, local_out);
+                     const LocalOut<T>& lout) {
+    pid_neuron_body<T, NSRC, false>(p, ws, neuron, x, theta, edges, lo, hi, red, h_y, dtheta, status, lout);
 }
 
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
@@ -534,8 +600,8 @@ template <typename T, int NSRC>
 INFOMORPH_AVX2_FLAVOUR void pid_neuron_avx2(const LayerPlan& p, Workspace& ws, int64_t neuron,
                                             const T* x, const T* theta, const T* edges, const T* lo,
                                             const T* hi, T* red, T* h_y, T* dtheta, int& status,
-                                            T* local_out) {
-    pid_neuron_body<T, NSRC, true>(p, ws, neuron, x, theta, edges, lo, hi, red, h_y, dtheta, status, local_out);
+                                            const LocalOut<T>& lout) {
+    pid_neuron_body<T, NSRC, true>(p, ws, neuron, x, theta, edges, lo, hi, red, h_y, dtheta, status, lout);
 }
 #endif
 

@@ -85,6 +85,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--eval-context", default="zero", choices=("zero", "bias"))
     t.add_argument("--threads", type=_positive, default=None, help="torch CPU threads (default: torch's choice)")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    i = sub.add_parser("inspect", help="mean local atoms per label of every layer of a trained run (JSON + heatmaps)")
+    i.add_argument("run_dir", metavar="RUN_DIR", help="a directory written by train --out")
+    i.add_argument("--split", default="test", choices=("test", "val"))
+    i.add_argument("--data-dir", default=None, help="where the data files are (default: the run's)")
+    i.add_argument("--threads", type=_positive, default=None, help="torch CPU threads")
+    i.add_argument("--no-plots", action="store_true", help="JSON only")
     return p
 
 
@@ -101,6 +107,13 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 def _run(args) -> int:
+    if args.command == "inspect":
+        from .inspect import inspect_run
+
+        if args.threads is not None:
+            torch.set_num_threads(args.threads)
+        inspect_run(args.run_dir, args.split, args.data_dir, plots=not args.no_plots)
+        return 0
     if args.command == "train":
         if args.resume is None and args.out is None:
             raise UserError("--out DIR (or --resume DIR) is required")
