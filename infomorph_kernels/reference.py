@@ -48,6 +48,26 @@ def _segment_tables(keys: torch.Tensor, values: Sequence[torch.Tensor]) -> List[
     return out
 
 
+def _sample_marginals(bins: torch.Tensor, thetas, nbins: Sequence[int]):
+    """Per sample, for both entries of ``thetas`` ([B, N] each) and every source subset s (mask
+    order), the marginal m_s(y, cell_s(b_i)) and q_s(cell_s(b_i)): lists ``(m[y][s], q[s])`` of
+    [B, N] tensors. q comes from counts: D carries no gradient (PID_MATH.md section 5)."""
+    B, N, n = bins.shape
+    ones = torch.ones_like(thetas[0]).detach()
+    neuron = torch.arange(N, device=bins.device).view(1, N)
+    m_cols = ([], [])
+    q_cols = []
+    for s in range(1, 1 << n):
+        key = neuron.clone()
+        for j in _subset_members(s, n):
+            key = key * nbins[j] + bins[..., j]
+        m0, m1, cnt = _segment_tables(key, (thetas[0], thetas[1], ones))
+        m_cols[0].append(m0 / B)
+        m_cols[1].append(m1 / B)
+        q_cols.append(cnt / B)
+    return m_cols, q_cols
+
+
 def pid_samples(
     bins: torch.Tensor, theta: torch.Tensor, nbins: Sequence[int]
 ) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -61,18 +81,7 @@ def pid_samples(
     dtype, device = theta.dtype, theta.device
     coef = torch.as_tensor(lattice.coef_matrix(n), dtype=dtype, device=device)  # [A, S]
     thetas = (theta, 1.0 - theta)  # y = fire, silent
-    ones = torch.ones_like(theta, dtype=dtype).detach()
-    neuron = torch.arange(N, device=device).view(1, N)
-    m_cols = ([], [])
-    q_cols = []
-    for s in range(1, 1 << n):
-        key = neuron.clone()
-        for j in _subset_members(s, n):
-            key = key * nbins[j] + bins[..., j]
-        m_f, m_s, cnt = _segment_tables(key, (thetas[0], thetas[1], ones))
-        m_cols[0].append(m_f / B)
-        m_cols[1].append(m_s / B)
-        q_cols.append(cnt / B)  # counts: D carries no gradient (PID_MATH.md section 5)
+    m_cols, q_cols = _sample_marginals(bins, thetas, nbins)
     q = torch.stack(q_cols, dim=-1)  # [B, N, S]
     d = q @ coef.T  # [B, N, A]
     log_d = torch.log2(d)  # D >= q_full > 0 on every occupied cell
@@ -138,6 +147,33 @@ def pid_kernel_reference(
 # ----------------------------------------------------------------------------------------------
 
 
+def _dense_marginals(p: torch.Tensor, n: int):
+    """Source axes, target axis, the marginal m_A(t, s_A) of every source subset (kept dims) and p(t)."""
+    src_dims = [p.dim() - n + j for j in range(n)]
+    t_dim = p.dim() - n - 1
+    marg = {}
+    for s in range(1, 1 << n):
+        drop = [src_dims[j] for j in range(n) if not s >> j & 1]
+        marg[s] = p.sum(dim=drop, keepdim=True) if drop else p
+    return src_dims, t_dim, marg, p.sum(dim=src_dims, keepdim=True)
+
+
+def _union_probs(alpha, marg, t_dim: int, like: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """N_alpha(t, s) = P(T = t, union) and D_alpha(s) = P(union) by inclusion-exclusion over the
+    subsets J of the antichain (a Python loop, on purpose: the published algorithm's yardstick)."""
+    num = torch.zeros_like(like)
+    den = torch.zeros_like(like)
+    for r in range(1, len(alpha) + 1):
+        sign = 1.0 if r % 2 else -1.0
+        for subset in itertools.combinations(alpha, r):
+            union = 0
+            for m in subset:
+                union |= m
+            num = num + sign * marg[union]
+            den = den + sign * marg[union].sum(dim=t_dim, keepdim=True)
+    return num, den
+
+
 def pid_dense(p: torch.Tensor, n: int) -> Tuple[torch.Tensor, torch.Tensor]:
     """Redundancies and H(Y) of a dense joint pmf, step by step as in the published code.
 
@@ -145,27 +181,12 @@ def pid_dense(p: torch.Tensor, n: int) -> Tuple[torch.Tensor, torch.Tensor]:
     Union probabilities by inclusion-exclusion over the subsets J of each antichain (a Python loop,
     on purpose: this is the yardstick). Differentiable; terms with N = 0 contribute 0.
     """
-    src_dims = [p.dim() - n + j for j in range(n)]
-    t_dim = p.dim() - n - 1
-    marg = {}
-    for s in range(1, 1 << n):
-        drop = [src_dims[j] for j in range(n) if not s >> j & 1]
-        marg[s] = p.sum(dim=drop, keepdim=True) if drop else p
-    p_y = p.sum(dim=src_dims, keepdim=True)  # [..., T, 1, ..., 1]
+    src_dims, t_dim, marg, p_y = _dense_marginals(p, n)
     ok_y = p_y > 0
     log_p_y = _safe_log2(p_y, ok_y)
     reds = []
     for alpha in lattice.antichains(n):
-        num = torch.zeros_like(p)
-        den = torch.zeros_like(p)
-        for r in range(1, len(alpha) + 1):
-            sign = 1.0 if r % 2 else -1.0
-            for subset in itertools.combinations(alpha, r):
-                union = 0
-                for m in subset:
-                    union |= m
-                num = num + sign * marg[union]
-                den = den + sign * marg[union].sum(dim=t_dim, keepdim=True)
+        num, den = _union_probs(alpha, marg, t_dim, p)
         ok = num > 0
         ratio = _safe_log2(num, ok) - _safe_log2(den, ok) - log_p_y
         reds.append(torch.where(ok, p * ratio, torch.zeros_like(p)).sum(dim=[t_dim] + src_dims))
@@ -182,27 +203,12 @@ def pid_dense_local(p: torch.Tensor, n: int) -> Tuple[torch.Tensor, torch.Tensor
     entropy ``-log2 p(t | s)``. Realizations of probability 0 hold 0.
     Returns ``plus [..., T, K..., A]``, ``minus [..., T, K..., A]``, ``h_res [..., T, K...]``.
     """
-    src_dims = [p.dim() - n + j for j in range(n)]
-    t_dim = p.dim() - n - 1
-    marg = {}
-    for s in range(1, 1 << n):
-        drop = [src_dims[j] for j in range(n) if not s >> j & 1]
-        marg[s] = p.sum(dim=drop, keepdim=True) if drop else p
-    p_y = p.sum(dim=src_dims, keepdim=True)
+    _, t_dim, marg, p_y = _dense_marginals(p, n)
     occupied = p > 0
     log_p_y = _safe_log2(p_y, p_y > 0)
     plus, minus = [], []
     for alpha in lattice.antichains(n):
-        num = torch.zeros_like(p)
-        den = torch.zeros_like(p)
-        for r in range(1, len(alpha) + 1):
-            sign = 1.0 if r % 2 else -1.0
-            for subset in itertools.combinations(alpha, r):
-                union = 0
-                for m in subset:
-                    union |= m
-                num = num + sign * marg[union]
-                den = den + sign * marg[union].sum(dim=t_dim, keepdim=True)
+        num, den = _union_probs(alpha, marg, t_dim, p)
         # on an occupied realization the union events hold it: num >= p > 0, den >= p > 0
         ok = occupied & (num > 0) & (den > 0)
         plus.append(torch.where(ok, -_safe_log2(den.expand_as(p), ok), torch.zeros_like(p)))
@@ -227,18 +233,7 @@ def pid_samples_local(
     coef = torch.as_tensor(lattice.coef_matrix(n), dtype=dtype, device=device)
     theta = theta.detach()
     thetas = (1.0 - theta, theta)  # y = silent, fire (the order of the local outputs)
-    ones = torch.ones_like(theta)
-    neuron = torch.arange(N, device=device).view(1, N)
-    m_cols = ([], [])
-    q_cols = []
-    for s in range(1, 1 << n):
-        key = neuron.clone()
-        for j in _subset_members(s, n):
-            key = key * nbins[j] + bins[..., j]
-        m0, m1, cnt = _segment_tables(key, (thetas[0], thetas[1], ones))
-        m_cols[0].append(m0 / B)
-        m_cols[1].append(m1 / B)
-        q_cols.append(cnt / B)
+    m_cols, q_cols = _sample_marginals(bins, thetas, nbins)
     d = torch.stack(q_cols, dim=-1) @ coef.T  # [B, N, A], >= q_full > 0
     p_y = torch.stack([t.mean(dim=0) for t in thetas])  # [2, N]
     plus, minus, h_res = [], [], []
