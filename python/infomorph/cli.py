@@ -85,6 +85,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--eval-context", default="zero", choices=("zero", "bias"))
     t.add_argument("--threads", type=_positive, default=None, help="torch CPU threads (default: torch's choice)")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.add_argument("--seeds", metavar="SEEDS", help="one run per seed (0-9 or 0,3,5) into OUT/seed-N, then a summary")
+    t.add_argument("--jobs", type=_positive, default=1, help="with --seeds: runs at a time (cores are split among them)")
+    w = sub.add_parser("sweep", help="several configurations x seeds from a YAML file: one table and plots")
+    w.add_argument("experiment", metavar="EXPERIMENT.yaml",
+                   help="seeds: 0-2; base: {train options}; runs: {name: {train options, model: band name}}")
+    w.add_argument("--out", required=True, help="output directory (one folder per configuration)")
+    w.add_argument("--jobs", type=_positive, default=1, help="runs at a time (cores are split among them)")
     i = sub.add_parser("inspect", help="mean local atoms per label of every layer of a trained run (JSON + heatmaps)")
     i.add_argument("run_dir", metavar="RUN_DIR", help="a directory written by train --out")
     i.add_argument("--split", default="test", choices=("test", "val"))
@@ -95,9 +102,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     try:
-        return _run(args)
+        return _run(args, argv)
     except TrainingInterrupted as e:
         print(str(e), file=sys.stderr)
         return 130
@@ -106,7 +114,23 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 2
 
 
-def _run(args) -> int:
+def _run(args, argv: List[str]) -> int:
+    if args.command == "sweep":
+        from .sweep import run_experiment
+
+        run_experiment(args.experiment, args.out, args.jobs)
+        print(f"wrote {args.out}/sweep.md, sweep.json and plots")
+        return 0
+    if args.command == "train" and args.seeds is not None:
+        from .sweep import parse_seeds, run_seeds
+
+        if args.out is None or args.resume is not None:
+            raise UserError("--seeds goes with --out DIR (the sweep folder; run the same command again to resume)")
+        summary = run_seeds(argv[argv.index("train") + 1:], parse_seeds(args.seeds), args.out, args.jobs)
+        t = summary["test_accuracy"]
+        print(json.dumps({"out": args.out, "seeds": t.get("n", 0), "test_mean": t.get("mean"), "test_min": t.get("min"),
+                          "test_max": t.get("max")}))
+        return 0
     if args.command == "inspect":
         from .inspect import inspect_run
 

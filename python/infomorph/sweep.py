@@ -1,0 +1,311 @@
+"""Repeats and sweeps: one training per seed (and per configuration), K processes at a time.
+
+``python -m infomorph train ... --seeds 0-9 --jobs 2 --out DIR`` runs ``train`` once per seed into
+``DIR/seed-N/`` (each a normal run directory) and writes ``DIR/summary.json``, ``DIR/summary.md``
+(mean, median, min, max, std of the final test and the best validation accuracy, seconds per run)
+and ``DIR/accuracy.png`` (test accuracy over epochs: mean line, min-max band).
+``python -m infomorph sweep EXPERIMENT.yaml --out DIR`` does that for several configurations side
+by side (one table, and accuracy against hidden size with one band per model when the
+configurations differ in size). Running the same command again resumes: finished seeds are kept,
+an interrupted one continues from its checkpoint (train --resume).
+
+Every run is ``python -m infomorph train`` in its own process (the one training loop), with the
+machine's cores split among the K processes.
+"""
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Dict, List, Optional, Sequence
+
+from .errors import UserError
+
+# options of `train` that the sweep sets itself for every run
+_OWN = {"--seeds": 1, "--jobs": 1, "--out": 1, "--seed": 1, "--threads": 1, "--resume": 1, "--restart": 0,
+        "--no-progress": 0}
+
+
+def parse_seeds(spec: str) -> List[int]:
+    """``"0-9"``, ``"0,3,5"`` or ``"0-2,7"`` -> sorted distinct seeds."""
+    seeds = set()
+    try:
+        for part in str(spec).split(","):
+            part = part.strip()
+            if not part:
+                continue
+            if "-" in part:
+                a, b = part.split("-", 1)
+                lo, hi = int(a), int(b)
+                if hi < lo:
+                    raise ValueError
+                seeds.update(range(lo, hi + 1))
+            else:
+                seeds.add(int(part))
+    except ValueError:
+        raise UserError(f"--seeds takes seeds like 0-9 or 0,3,5, got {spec!r}") from None
+    if not seeds or min(seeds) < 0:
+        raise UserError(f"--seeds takes non-negative seeds like 0-9 or 0,3,5, got {spec!r}")
+    return sorted(seeds)
+
+
+def strip_own_options(argv: Sequence[str]) -> List[str]:
+    """The train options of ``argv`` without those the sweep sets per run."""
+    out, i = [], 0
+    argv = list(argv)
+    while i < len(argv):
+        a = argv[i]
+        key = a.split("=", 1)[0]
+        if key in _OWN:
+            i += 1 + (_OWN[key] if "=" not in a else 0)
+            continue
+        out.append(a)
+        i += 1
+    return out
+
+
+def _state(run_dir: str, epochs: Optional[int]) -> str:
+    """'done', 'partial' (a checkpoint to resume) or 'new'."""
+    res = os.path.join(run_dir, "results.json")
+    if os.path.isfile(res):
+        try:
+            with open(res) as fh:
+                r = json.load(fh)
+            want = epochs if epochs is not None else r["config"].get("epochs")
+            if r.get("epochs_done", 0) >= want:
+                return "done"
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+    return "partial" if os.path.isfile(os.path.join(run_dir, "checkpoint.pt")) else "new"
+
+
+def _epochs_option(train_args: Sequence[str]) -> Optional[int]:
+    for i, a in enumerate(train_args):
+        if a == "--epochs" and i + 1 < len(train_args):
+            return int(train_args[i + 1])
+        if a.startswith("--epochs="):
+            return int(a.split("=", 1)[1])
+    return None
+
+
+def run_seeds(train_args: Sequence[str], seeds: Sequence[int], out_dir: str, jobs: int = 1,
+              log=print) -> Dict:
+    """Train once per seed into ``out_dir/seed-N`` (resuming what is there) and summarize."""
+    if jobs < 1:
+        raise UserError(f"--jobs takes an int >= 1, got {jobs}")
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise UserError(f"--out: {out_dir!r} is a file, not a directory")
+    os.makedirs(out_dir, exist_ok=True)
+    train_args = strip_own_options(train_args)
+    epochs = _epochs_option(train_args)
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    env = dict(os.environ)
+    pkg_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env["PYTHONPATH"] = os.pathsep.join([pkg_root, env.get("PYTHONPATH", "")])
+
+    def one(seed: int) -> Dict:
+        run_dir = os.path.join(out_dir, f"seed-{seed}")
+        state = _state(run_dir, epochs)
+        if state == "done":
+            log(f"seed {seed}: done already ({run_dir})")
+            return {"seed": seed, "dir": run_dir, "rc": 0}
+        if state == "partial":
+            cmd = ["train", "--resume", run_dir] + (["--epochs", str(epochs)] if epochs is not None else [])
+        else:
+            cmd = ["train", *train_args, "--seed", str(seed), "--out", run_dir]
+        cmd = [sys.executable, "-m", "infomorph", *cmd, "--threads", str(threads), "--no-progress"]
+        log(f"seed {seed}: {'resuming' if state == 'partial' else 'starting'} ({run_dir})")
+        t0 = time.perf_counter()
+        with open(os.path.join(out_dir, f"seed-{seed}.log"), "a") as fh:
+            rc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env).returncode
+        log(f"seed {seed}: {'finished' if rc == 0 else f'failed (exit {rc}, see seed-{seed}.log)'} "
+            f"in {time.perf_counter() - t0:.0f} s")
+        return {"seed": seed, "dir": run_dir, "rc": rc}
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        done = list(pool.map(one, seeds))
+    failed = [d["seed"] for d in done if d["rc"] != 0]
+    summary = summarize([d["dir"] for d in done if d["rc"] == 0])
+    summary["command"] = ["python", "-m", "infomorph", "train", *train_args, "--seeds",
+                          ",".join(map(str, seeds)), "--jobs", str(jobs), "--out", out_dir]
+    summary["failed_seeds"] = failed
+    write_summary(summary, out_dir)
+    if failed:
+        raise UserError(f"seeds {failed} failed (logs: {out_dir}/seed-N.log); run the same command again to retry them")
+    return summary
+
+
+def _stats(values: List[float]) -> Dict[str, float]:
+    if not values:
+        return {}
+    return {"mean": statistics.fmean(values), "median": statistics.median(values), "min": min(values),
+            "max": max(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0, "n": len(values)}
+
+
+def summarize(run_dirs: Sequence[str]) -> Dict:
+    """Aggregate finished run directories: per run and over runs (mean, median, min, max, std)."""
+    runs = []
+    for d in run_dirs:
+        with open(os.path.join(d, "results.json")) as fh:
+            r = json.load(fh)
+        hist = r.get("history", [])
+        runs.append({
+            "dir": d, "seed": r["config"].get("seed"), "epochs": r.get("epochs_done"),
+            "test_accuracy": r.get("test_accuracy"),
+            "best_val_accuracy": max((h["val_accuracy"] for h in hist), default=None),
+            "seconds": r.get("wall_seconds"),
+            "test_curve": [h["test_accuracy"] for h in hist],
+        })
+    return {
+        "runs": runs,
+        "test_accuracy": _stats([r["test_accuracy"] for r in runs if r["test_accuracy"] is not None]),
+        "best_val_accuracy": _stats([r["best_val_accuracy"] for r in runs if r["best_val_accuracy"] is not None]),
+        "seconds_per_run": _stats([r["seconds"] for r in runs if r["seconds"] is not None]),
+    }
+
+
+def _row(name: str, s: Dict) -> str:
+    t, v, sec = s["test_accuracy"], s["best_val_accuracy"], s["seconds_per_run"]
+    if not t:
+        return f"| {name} | 0 | - | - | - | - | - | - | - |"
+    pct = lambda x: f"{100 * x:.2f}"  # noqa: E731
+    return (f"| {name} | {t['n']} | {pct(t['mean'])} | {pct(t['median'])} | {pct(t['min'])} | {pct(t['max'])} | "
+            f"{pct(t['std'])} | {pct(v['mean'])} | {sec['mean']:.1f} |")
+
+
+TABLE_HEAD = ("| run | seeds | test mean % | median | min | max | std | best val mean % | s per run |\n"
+              "|---|---|---|---|---|---|---|---|---|")
+
+
+def write_summary(summary: Dict, out_dir: str, name: str = "all seeds") -> None:
+    with open(os.path.join(out_dir, "summary.json"), "w") as fh:
+        json.dump(summary, fh, indent=1)
+    with open(os.path.join(out_dir, "summary.md"), "w") as fh:
+        fh.write(TABLE_HEAD + "\n" + _row(name, summary) + "\n")
+    plot_band({name: summary}, os.path.join(out_dir, "accuracy.png"))
+
+
+def plot_band(summaries: Dict[str, Dict], path: str) -> Optional[str]:
+    """Test accuracy over epochs per summary: mean line and min-max band over seeds."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, s in summaries.items():
+        curves = [r["test_curve"] for r in s["runs"] if r["test_curve"]]
+        if not curves:
+            continue
+        length = min(len(c) for c in curves)
+        cols = list(zip(*[c[:length] for c in curves]))
+        ep = range(1, length + 1)
+        ax.plot(ep, [statistics.fmean(c) for c in cols], label=f"{name} (n={len(curves)})")
+        ax.fill_between(ep, [min(c) for c in cols], [max(c) for c in cols], alpha=0.25)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("test accuracy")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def _options(mapping: Dict) -> List[str]:
+    """A YAML mapping of train options -> argv (``hidden: [800, 200]`` -> ``--hidden 800,200``)."""
+    out = []
+    for key, value in (mapping or {}).items():
+        flag = "--" + str(key).replace("_", "-")
+        if value is True:
+            out.append(flag)
+        elif value is False or value is None:
+            continue
+        elif isinstance(value, (list, tuple)):
+            out += [flag, ",".join(str(v) for v in value)]
+        else:
+            out += [flag, str(value)]
+    return out
+
+
+def run_experiment(path: str, out_dir: str, jobs: int = 1, log=print) -> Dict:
+    """Several configurations x seeds from a YAML (or JSON) file:
+
+    ``seeds: 0-2``, ``base: {dataset: mnist, epochs: 100}``, ``runs: {name: {train options}}``.
+    Writes DIR/<name>/ per configuration, DIR/sweep.json, DIR/sweep.md and DIR/accuracy.png (and
+    DIR/accuracy_vs_hidden.png when the configurations differ in hidden size: a ``model`` key
+    groups them into one band each)."""
+    if not os.path.isfile(path):
+        raise UserError(f"sweep: the experiment file {path!r} does not exist")
+    with open(path) as fh:
+        text = fh.read()
+    try:
+        if path.endswith(".json"):
+            spec = json.loads(text)
+        else:
+            import yaml
+
+            spec = yaml.safe_load(text)
+    except Exception as e:  # noqa: BLE001 - any parse error is the file's
+        raise UserError(f"sweep: {path} is not valid YAML/JSON ({str(e).splitlines()[0]})") from None
+    if not isinstance(spec, dict) or not isinstance(spec.get("runs"), dict) or not spec["runs"]:
+        raise UserError(f"sweep: {path} needs a 'runs' mapping of name -> train options (and optional seeds, base)")
+    seeds = parse_seeds(str(spec.get("seeds", "0")))
+    base = spec.get("base") or {}
+    results = {}
+    for name, opts in spec["runs"].items():
+        opts = dict(opts or {})
+        model = opts.pop("model", name)
+        args = _options(base) + _options(opts)
+        log(f"== {name}: train {' '.join(args)}")
+        summary = run_seeds(args, seeds, os.path.join(out_dir, str(name)), jobs, log)
+        summary["model"] = model
+        summary["hidden"] = opts.get("hidden", base.get("hidden", 100))
+        results[name] = summary
+    with open(os.path.join(out_dir, "sweep.json"), "w") as fh:
+        json.dump({"experiment": os.path.abspath(path), "seeds": seeds, "runs": results}, fh, indent=1)
+    with open(os.path.join(out_dir, "sweep.md"), "w") as fh:
+        fh.write(TABLE_HEAD + "\n" + "\n".join(_row(n, s) for n, s in results.items()) + "\n")
+    plot_band(results, os.path.join(out_dir, "accuracy.png"))
+    _plot_vs_hidden(results, os.path.join(out_dir, "accuracy_vs_hidden.png"))
+    return results
+
+
+def _plot_vs_hidden(results: Dict[str, Dict], path: str) -> Optional[str]:
+    sizes = {str(s["hidden"]) for s in results.values()}
+    if len(sizes) < 2:
+        return None
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    by_model: Dict[str, list] = {}
+    for s in results.values():
+        h = s["hidden"]
+        h = h[0] if isinstance(h, (list, tuple)) else int(str(h).split(",")[0])
+        if s["test_accuracy"]:
+            by_model.setdefault(s["model"], []).append((h, s["test_accuracy"]))
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for model, pts in by_model.items():
+        pts.sort()
+        xs = [p[0] for p in pts]
+        ax.plot(xs, [p[1]["median"] for p in pts], marker="o", label=model)
+        ax.fill_between(xs, [p[1]["min"] for p in pts], [p[1]["max"] for p in pts], alpha=0.25)
+    ax.set_xscale("log")
+    ax.set_xlabel("hidden neurons")
+    ax.set_ylabel("test accuracy (median, min-max)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

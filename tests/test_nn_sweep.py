@@ -1,0 +1,102 @@
+"""Seed runs and sweeps (python -m infomorph train --seeds / sweep): aggregation on known numbers,
+resume after a killed run, and the experiment file."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+import infomorph
+from infomorph.errors import UserError
+from infomorph.sweep import parse_seeds, strip_own_options, summarize
+
+PKG_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(infomorph.__file__)))
+TINY = ["--dataset", "synthetic", "--hidden", "6", "--batch-size", "64", "--limit-train", "200", "--limit-test", "60"]
+
+
+def _env():
+    return dict(os.environ, PYTHONPATH=os.pathsep.join([PKG_ROOT, os.environ.get("PYTHONPATH", "")]))
+
+
+def cli(*args):
+    return subprocess.run([sys.executable, "-m", "infomorph", *args], capture_output=True, text=True, env=_env(),
+                          timeout=600)
+
+
+def test_parse_seeds_and_own_options():
+    assert parse_seeds("0-3") == [0, 1, 2, 3] and parse_seeds("5,1,2-3") == [1, 2, 3, 5]
+    for bad in ("", "a", "3-1", "-2"):
+        with pytest.raises(UserError, match="--seeds"):
+            parse_seeds(bad)
+    assert strip_own_options(["--setup", "2", "--seeds", "0-9", "--jobs", "2", "--out", "D", "--seed=3",
+                              "--threads", "1", "--no-progress", "--hidden", "10"]) == ["--setup", "2", "--hidden", "10"]
+
+
+def _fake_run(d, seed, test, vals, secs):
+    os.makedirs(d)
+    hist = [{"epoch": i + 1, "val_accuracy": v, "test_accuracy": test - 0.01 * (len(vals) - 1 - i)} for i, v in enumerate(vals)]
+    with open(os.path.join(d, "results.json"), "w") as fh:
+        json.dump({"config": {"seed": seed, "epochs": len(vals)}, "epochs_done": len(vals), "test_accuracy": test,
+                   "wall_seconds": secs, "history": hist}, fh)
+
+
+def test_summary_of_known_numbers(tmp_path):
+    runs = [(0, 0.90, [0.5, 0.8], 10.0), (1, 0.94, [0.9, 0.7], 20.0), (2, 0.92, [0.6, 0.95], 30.0)]
+    dirs = []
+    for seed, test, vals, secs in runs:
+        d = str(tmp_path / f"seed-{seed}")
+        _fake_run(d, seed, test, vals, secs)
+        dirs.append(d)
+    s = summarize(dirs)
+    t = s["test_accuracy"]
+    assert t["n"] == 3 and t["min"] == 0.90 and t["max"] == 0.94 and t["median"] == 0.92
+    assert abs(t["mean"] - 0.92) < 1e-12 and abs(t["std"] - 0.02) < 1e-12
+    assert s["best_val_accuracy"]["min"] == 0.8 and s["best_val_accuracy"]["max"] == 0.95
+    assert s["seconds_per_run"]["mean"] == 20.0
+    assert s["runs"][1]["test_curve"] == pytest.approx([0.93, 0.94], abs=1e-12)
+
+
+def test_seed_sweep_resumes_after_a_killed_run(tmp_path):
+    out = tmp_path / "sweep"
+    args = ["train", *TINY, "--epochs", "2", "--seeds", "0-1", "--jobs", "2", "--out", str(out)]
+    res = cli(*args)
+    assert res.returncode == 0, res.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["test_accuracy"]["n"] == 2 and (out / "summary.md").is_file() and (out / "accuracy.png").is_file()
+    done0 = (out / "seed-0" / "results.json").stat().st_mtime_ns
+    # seed 1 "killed" after its first epoch: its results say 1 of 2 epochs, the checkpoint holds epoch 1
+    r1 = json.loads((out / "seed-1" / "results.json").read_text())
+    keep = r1["history"][-1]["test_accuracy"]
+    cut = tmp_path / "cut"
+    assert cli("train", *TINY, "--epochs", "1", "--seed", "1", "--out", str(cut), "--no-progress").returncode == 0
+    for f in ("results.json", "checkpoint.pt"):
+        (out / "seed-1" / f).write_bytes((cut / f).read_bytes())
+    res = cli(*args)
+    assert res.returncode == 0, res.stderr
+    assert "seed 0: done already" in res.stdout and "seed 1: resuming" in res.stdout
+    assert (out / "seed-0" / "results.json").stat().st_mtime_ns == done0  # finished seeds are never re-run
+    r1 = json.loads((out / "seed-1" / "results.json").read_text())
+    assert r1["epochs_done"] == 2 and r1["history"][-1]["test_accuracy"] == keep  # resumed exactly
+
+
+def test_experiment_file_and_bad_input(tmp_path):
+    exp = tmp_path / "exp.json"
+    exp.write_text(json.dumps({"seeds": "0", "base": {"dataset": "synthetic", "batch_size": 64, "limit_train": 200,
+                                                     "limit_test": 60, "epochs": 1},
+                               "runs": {"small": {"hidden": 4, "model": "infomorphic"},
+                                        "large": {"hidden": 12, "model": "infomorphic"},
+                                        "bp": {"hidden": 4, "backprop": True}}}))
+    out = tmp_path / "exp"
+    res = cli("sweep", str(exp), "--out", str(out), "--jobs", "2")
+    assert res.returncode == 0, res.stderr
+    table = (out / "sweep.md").read_text()
+    assert all(f"| {n} | 1 |" in table for n in ("small", "large", "bp"))
+    assert (out / "accuracy_vs_hidden.png").is_file()
+    assert json.loads((out / "large" / "seed-0" / "results.json").read_text())["config"]["hidden"] == [12]
+    for args, words in ((["sweep", str(tmp_path / "none.yaml"), "--out", str(out)], "does not exist"),
+                        (["train", *TINY, "--seeds", "x", "--out", str(out)], "--seeds"),
+                        (["train", *TINY, "--seeds", "0-1"], "--seeds goes with --out")):
+        r = cli(*args)
+        lines = [l for l in r.stderr.splitlines() if l.strip()]
+        assert r.returncode == 2 and len(lines) == 1 and words in lines[0] and "Traceback" not in r.stderr, r.stderr
