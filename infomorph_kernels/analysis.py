@@ -1,0 +1,249 @@
+"""The engine as an analysis backend: PID of neuron groups about a multi-valued label,
+representational complexity, mutual-information matrices (MIG, MIR).
+
+* :func:`pid_labels`: the I_sx PID of what groups of n neurons carry about a K-valued label
+  (nninfo's measure, Ehrlich et al., TMLR 2023), for many groups at once: the groups' joint
+  histograms are built by one bincount per chunk of groups (never a [batch, G, n] gather of the
+  activations' values) and decomposed by the dense engine, vectorized over the chunk.
+* :func:`degree_of_synergy`, :func:`representational_complexity` (TMLR definition).
+* :func:`mutual_information_matrix`, :func:`mig`, :func:`mir` (Chen et al. 2018; Whittington et
+  al., ICLR 2023).
+
+Binning of float activations follows the engine's rule (``ik.pid``: clamp, bucketize, fixed
+``ranges`` or ``"adaptive"`` per neuron); integer inputs are symbols as they are.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+from typing import Optional, Sequence, Union
+
+import torch
+
+from . import lattice
+from .api import PIDResult, pid_distribution
+from .binning import bin_indices, make_binning
+
+__all__ = ["pid_labels", "degree_of_synergy", "representational_complexity", "mutual_information_matrix",
+           "mig", "mir"]
+
+_CELL_BUDGET = 1 << 23  # cells of the joint histograms decomposed at once (x ~10 tensors of that size)
+
+
+def _symbols(x: torch.Tensor, bins, ranges) -> (torch.Tensor, int):
+    """x [B, M] float (binned per column by the engine's rule) or integer symbols -> (int64 [B, M], levels)."""
+    if not x.is_floating_point():
+        if bins is not None and bins is not ...:
+            raise ValueError("bins must be None for integer symbols (they are used as they are)")
+        s = x.to(torch.int64)
+        if s.numel() and int(s.min()) < 0:
+            raise ValueError("integer symbols must be >= 0")
+        return s, int(s.max()) + 1 if s.numel() else 1
+    if bins is None:
+        raise ValueError("bins=None takes integer symbols; float activations need a number of bins")
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError("x must be finite (found NaN or Inf)")
+    k = 20 if bins is ... else int(bins)
+    b = make_binning(1, k, ranges, x.dtype, x.device)
+    return bin_indices(x.unsqueeze(-1), b)[..., 0], k
+
+
+def _groups(spec, N: int, n: Optional[int], seed: int) -> torch.Tensor:
+    if isinstance(spec, torch.Tensor):
+        g = spec.to(torch.int64)
+        if g.dim() != 2 or g.shape[0] < 1:
+            raise ValueError(f"groups must be a [G, n] tensor of neuron indices, got shape {tuple(spec.shape)}")
+        if int(g.min()) < 0 or int(g.max()) >= N:
+            raise ValueError(f"groups must index neurons 0..{N - 1}")
+        return g
+    if spec in ("pairs", "triplets"):
+        k = 2 if spec == "pairs" else 3
+        if N < k:
+            raise ValueError(f"groups={spec!r} needs at least {k} neurons, got {N}")
+        return torch.tensor(list(itertools.combinations(range(N), k)), dtype=torch.int64)
+    if isinstance(spec, str) and spec.startswith("random:"):
+        try:
+            _, count, size = spec.split(":")
+            count, size = int(count), int(size)
+        except ValueError:
+            raise ValueError(f"groups='random:K:n' takes two ints, got {spec!r}") from None
+        if count < 1 or not 1 <= size <= N:
+            raise ValueError(f"groups='random:K:n' needs K >= 1 and 1 <= n <= {N}, got {spec!r}")
+        gen = torch.Generator().manual_seed(seed)
+        return torch.stack([torch.randperm(N, generator=gen)[:size] for _ in range(count)])
+    raise ValueError(f"groups must be None, a [G, n] tensor, 'pairs', 'triplets' or 'random:K:n', got {spec!r}")
+
+
+def pid_labels(
+    x: torch.Tensor,
+    labels: torch.Tensor,
+    groups=None,
+    bins=...,
+    ranges=(-20.0, 20.0),
+    n_labels: Optional[int] = None,
+    backend: str = "auto",
+    per_label: bool = False,
+    seed: int = 0,
+) -> PIDResult:
+    """I_sx PID of groups of neurons about a K-valued label.
+
+    x: ``[batch, groups, n]`` (``groups=None``), or activations ``[batch, N]`` with ``groups`` a
+    ``[G, n]`` index tensor, ``"pairs"``, ``"triplets"`` or ``"random:K:n"`` (drawn with
+    ``seed``). Float x is binned (``bins``, default 20, and ``ranges`` as in ``ik.pid``; per
+    neuron); integer x holds symbols (``bins=None``). labels: ``[batch]`` int64 in 0..K-1.
+    Returns a :class:`PIDResult` with ``atoms [G, n_atoms]`` (gamma order), ``mutual_information``
+    and ``h_res [G]``; with ``per_label`` also ``label_atoms``, ``label_informative``,
+    ``label_misinformative`` ``[G, K, n_atoms]`` (SxPID's ``pointwise="target"``: the
+    p(s | label)-weighted local atoms; their p(label)-weighted sum is ``atoms``) and
+    ``label_probs [K]``. Backend: the dense reference, vectorized over groups ("auto" or
+    "reference"); n = 1..5.
+    """
+    if backend not in ("auto", "reference", "reference_dense"):
+        raise ValueError(f"pid_labels runs on backends ['auto', 'reference'] (the dense engine), not {backend!r}")
+    if not isinstance(x, torch.Tensor) or x.dim() not in (2, 3):
+        raise ValueError("x must be [batch, groups, n] or activations [batch, N] with groups")
+    if not isinstance(labels, torch.Tensor) or labels.dim() != 1 or labels.shape[0] != x.shape[0]:
+        raise ValueError(f"labels must be [batch] = [{x.shape[0]}] integers, got {getattr(labels, 'shape', labels)}")
+    if labels.is_floating_point() or labels.dtype == torch.bool:
+        raise TypeError(f"labels must be an integer tensor, got {labels.dtype}")
+    if labels.numel() and int(labels.min()) < 0:
+        raise ValueError("labels must be >= 0")
+    K = int(n_labels) if n_labels is not None else int(labels.max()) + 1
+    if labels.numel() and int(labels.max()) >= K:
+        raise ValueError(f"labels must be < n_labels = {K}")
+    B = x.shape[0]
+    if x.dim() == 3:
+        if groups is not None:
+            raise ValueError("groups goes with activations x [batch, N]; x [batch, groups, n] is grouped already")
+        G, n = x.shape[1], x.shape[2]
+        sym, L = _symbols(x.reshape(B, G * n), bins, ranges)
+        sym = sym.reshape(B, G, n)
+        idx = None
+    else:
+        if groups is None:
+            raise ValueError("activations x [batch, N] need groups (a [G, n] tensor, 'pairs', 'triplets', 'random:K:n')")
+        sym, L = _symbols(x, bins, ranges)
+        idx = _groups(groups, x.shape[1], None, seed).to(sym.device)
+        G, n = idx.shape
+    if not 1 <= n <= lattice.MAX_SOURCES:
+        raise ValueError(f"groups of 1 to {lattice.MAX_SOURCES} neurons, got {n}")
+    cells = K * L ** n
+    chunk = max(1, _CELL_BUDGET // cells)
+    lab = labels.to(torch.int64).to(sym.device)
+    weights = [L ** (n - 1 - j) for j in range(n)]
+    out = {k: [] for k in ("red", "h_y", "li", "lm", "pt")}
+    for g0 in range(0, G, chunk):
+        g1 = min(G, g0 + chunk)
+        if idx is None:
+            s = sym[:, g0:g1, :]  # [B, g, n]
+        else:
+            s = sym[:, idx[g0:g1]]  # [B, g, n]: symbols only (int64), gathered per chunk
+        code = lab.view(B, 1) * L ** n + sum(s[..., j] * weights[j] for j in range(n))
+        flat = code + torch.arange(g1 - g0, device=code.device).view(1, -1) * cells
+        p = torch.bincount(flat.reshape(-1), minlength=(g1 - g0) * cells).to(torch.float64) / B
+        p = p.view(g1 - g0, K, *([L] * n))
+        res = pid_distribution(p, n_sources=n, local=per_label)
+        out["red"].append(res.redundancies)
+        out["h_y"].append(res.h_y)
+        if per_label:
+            pt = p.flatten(2).sum(2)  # [g, K]
+            w = (p / torch.where(pt > 0, pt, torch.ones_like(pt)).view(g1 - g0, K, *([1] * n))).unsqueeze(-1)
+            dims = list(range(2, 2 + n))
+            out["li"].append((w * res.local_informative).sum(dims))
+            out["lm"].append((w * res.local_misinformative).sum(dims))
+            out["pt"].append(pt)
+    red, h_y = torch.cat(out["red"]), torch.cat(out["h_y"])
+    from .api import _result
+
+    result = _result(red, h_y, None, n, None, "reference_dense")
+    if per_label:
+        result.label_informative = torch.cat(out["li"])
+        result.label_misinformative = torch.cat(out["lm"])
+        result.label_atoms = result.label_informative - result.label_misinformative
+        result.label_probs = out["pt"][0][0]
+    return result
+
+
+def degree_of_synergy(n: int) -> torch.Tensor:
+    """Per atom (gamma order, without H_res) the size of the antichain's smallest part:
+    1 for redundant and unique atoms, n for the purely synergistic atom {1..n}."""
+    return torch.tensor([min(bin(m).count("1") for m in a) for a in lattice.antichains(n)], dtype=torch.float64)
+
+
+def representational_complexity(atoms: torch.Tensor, n: int) -> torch.Tensor:
+    """sum over atoms of degree x atom / total mutual information (the sum of the atoms), per
+    leading index (TMLR 2023). 1 for a purely redundant or unique code, n for pure synergy;
+    NaN where the total is 0."""
+    if atoms.shape[-1] != lattice.n_atoms(n):
+        raise ValueError(f"atoms must have {lattice.n_atoms(n)} entries (gamma order, no H_res) for n = {n}")
+    d = degree_of_synergy(n).to(atoms.device, atoms.dtype)
+    total = atoms.sum(-1)
+    return (atoms * d).sum(-1) / total
+
+
+def _entropy_bits(counts: torch.Tensor) -> torch.Tensor:
+    p = counts / counts.sum(-1, keepdim=True)
+    return -(torch.where(p > 0, p * torch.log2(torch.where(p > 0, p, torch.ones_like(p))), torch.zeros_like(p))).sum(-1)
+
+
+def mutual_information_matrix(activations: torch.Tensor, factors: torch.Tensor, bins=20, factor_bins=20,
+                              ranges="minmax") -> torch.Tensor:
+    """Plug-in I(neuron_n; factor_f) in bits, ``[N, F]``.
+
+    activations: [batch, N] float (binned into ``bins`` equal bins over each neuron's range when
+    ``ranges="minmax"``, or by the engine's rule with ``ranges=(lo, hi)`` / ``"adaptive"``) or
+    integer symbols; factors: [batch, F] integer (discrete) or float (binned like the activations
+    with ``factor_bins``)."""
+    if activations.dim() != 2 or factors.dim() != 2 or activations.shape[0] != factors.shape[0]:
+        raise ValueError("activations must be [batch, N] and factors [batch, F] with the same batch")
+    a, La = _discretize(activations, bins, ranges)
+    f, Lf = _discretize(factors, factor_bins, ranges)
+    B, N = a.shape
+    F = f.shape[1]
+    joint = (a.unsqueeze(2) * Lf + f.unsqueeze(1))  # [B, N, F]
+    flat = joint + (torch.arange(N * F, device=a.device).view(1, N, F) * (La * Lf))
+    counts = torch.bincount(flat.reshape(-1), minlength=N * F * La * Lf).view(N, F, La, Lf).to(torch.float64)
+    h_a = _entropy_bits(counts.sum(3))
+    h_f = _entropy_bits(counts.sum(2))
+    h_af = _entropy_bits(counts.flatten(2))
+    return (h_a + h_f - h_af).clamp_min(0.0)
+
+
+def _discretize(x: torch.Tensor, bins, ranges):
+    if not x.is_floating_point():
+        s = x.to(torch.int64)
+        if s.numel() and int(s.min()) < 0:
+            raise ValueError("integer symbols must be >= 0")
+        return s, int(s.max()) + 1 if s.numel() else 1
+    if ranges != "minmax":
+        return _symbols(x, bins, ranges)
+    k = int(bins)
+    lo = x.min(0).values
+    hi = x.max(0).values
+    width = torch.where(hi > lo, (hi - lo) / k, torch.ones_like(hi))
+    return ((x - lo) / width).floor().clamp(0, k - 1).to(torch.int64), k
+
+
+def mig(mi: torch.Tensor, factor_entropy: torch.Tensor) -> torch.Tensor:
+    """Mutual information gap: per factor, (largest - second largest MI over neurons) / H(factor),
+    averaged over factors. mi: [N, F] bits; factor_entropy: [F] bits (> 0)."""
+    if mi.dim() != 2 or mi.shape[0] < 2:
+        raise ValueError("mi must be [N >= 2, F]")
+    top = mi.topk(2, dim=0).values  # [2, F]
+    return ((top[0] - top[1]) / factor_entropy.to(mi.dtype)).mean()
+
+
+def mir(mi: torch.Tensor, active: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Mutual information ratio: per active neuron r_n = max_f I_nf / sum_f I_nf, and
+    MIR = (mean_n r_n - 1/F) / (1 - 1/F). ``active``: bool [N] (default: neurons with any MI)."""
+    if mi.dim() != 2 or mi.shape[1] < 2:
+        raise ValueError("mi must be [N, F >= 2]")
+    total = mi.sum(1)
+    if active is None:
+        active = total > 0
+    active = active.to(torch.bool)
+    if not bool(active.any()):
+        raise ValueError("mir: no active neuron")
+    r = mi[active].max(1).values / total[active]
+    F = mi.shape[1]
+    return (r.mean() - 1.0 / F) / (1.0 - 1.0 / F)
