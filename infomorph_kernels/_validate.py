@@ -36,16 +36,13 @@ def check_layer_inputs(sources, theta, max_sources: int, check_values: bool = Tr
     if theta.device != sources.device:
         raise ValueError(f"theta must be on the device of sources ({sources.device}), got {theta.device}")
     if check_values:
-        _check_values(sources, theta)
+        validate_values(sources, theta)
     return sources, theta
 
 
-def check_values(name: str, sources: torch.Tensor, theta: torch.Tensor) -> None:
-    """The value checks of :func:`check_layer_inputs`: sources finite, theta finite and in [0, 1]."""
-    _check_values(sources, theta, name)
-
-
-def _check_values(sources: torch.Tensor, theta: torch.Tensor, name: str = "sources") -> None:
+def validate_values(sources: torch.Tensor, theta: torch.Tensor, name: str = "sources") -> None:
+    """The value checks of :func:`check_layer_inputs`: ``name`` (sources) finite, theta finite and
+    in [0, 1]."""
     if not sources.numel():
         return
     t = theta.detach()

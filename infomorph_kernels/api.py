@@ -245,7 +245,7 @@ def pid(
     # the CPU engine checks the values while it bins (no extra pass, no extra synchronization)
     engine_checks = validate and name == "cpu" and not compiling
     if validate and not engine_checks:
-        _validate.check_values("sources", sources, theta)
+        _validate.validate_values(sources, theta)
     wg = _goal_weights(gamma, n, labels, sources.device, validate)
     if name in dispatch.REFERENCE_BACKENDS:
         b = bin_indices(sources, binning)

@@ -19,7 +19,7 @@ from typing import Optional, Sequence, Tuple
 import torch
 
 from . import _ext
-from ._validate import check_values as check_values_of, int_list, kernel_tensor
+from ._validate import int_list, kernel_tensor, validate_values
 
 _BUILD_HINT = "run `pip install --no-build-isolation -e .` (or `python setup.py build_ext --inplace`)"
 _num_threads: Optional[int] = None
@@ -53,6 +53,13 @@ def set_num_threads(num_threads: Optional[int]) -> None:
 def get_num_threads() -> int:
     """Threads the next call will use (unless it passes num_threads)."""
     return _num_threads if _num_threads is not None else max(1, torch.get_num_threads())
+
+
+def _raise_on_status(status: int, x: torch.Tensor, theta: torch.Tensor) -> None:
+    """The engine flagged invalid values while binning (check_values): raise the API's message."""
+    if status:
+        validate_values(x, theta)
+        raise ValueError(f"the engine found invalid values (status {status}) that the argument checks did not")
 
 
 def _check_cpu_tensor(name: str, t, dtype, shape) -> torch.Tensor:
@@ -125,9 +132,7 @@ def pid_kernel_cpu(
         B, N, dt == torch.float64,
         red.data_ptr(), h_y.data_ptr(), dtheta.data_ptr() if need_grad else 0, threads, bool(check_values),
     )  # fmt: skip
-    if status:
-        check_values_of("sources", x, theta)  # raises the API's message
-        raise ValueError(f"the engine found invalid values (status {status}) that the argument checks did not")
+    _raise_on_status(status, x, theta)
     return red, h_y, dtheta
 
 
@@ -167,7 +172,5 @@ def local_kernel_cpu(x: torch.Tensor, theta: torch.Tensor, binning, coef: torch.
         red.data_ptr(), h_y.data_ptr(), 0, threads, bool(check_values), [o.data_ptr() for o in outs], full_index(n),
         moebius.data_ptr(),
     )  # fmt: skip
-    if status:
-        check_values_of("sources", x, theta)  # raises the API's message
-        raise ValueError(f"the engine found invalid values (status {status}) that the argument checks did not")
+    _raise_on_status(status, x, theta)
     return (red, h_y) + tuple(o.transpose(0, 1) for o in outs)

@@ -121,9 +121,9 @@ def pid_kernel_reference(
     ``check_values``: raise the public API's ValueError for non-finite x or theta outside [0, 1].
     """
     if check_values:
-        from ._validate import check_values as _check
+        from ._validate import validate_values
 
-        _check("sources", x, theta)
+        validate_values(x, theta)
     n = x.shape[-1]
     if not torch.equal(torch.as_tensor(coef).cpu().to(torch.int64), torch.as_tensor(lattice.coef_matrix(n))):
         raise ValueError("coef must be lattice.coef_matrix(n) (gamma order)")
