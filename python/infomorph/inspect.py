@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from ._engine import engine
 from .data import load_dataset
 from .errors import UserError
+from ._plots import pyplot, save
 from .goals import gamma_names, readable_name
 from .train import CHECKPOINT, TrainConfig, _batches, _load_checkpoint, build_from_config, layer_names
 
@@ -101,12 +102,8 @@ def inspect_run(run_dir: str, split: str = "test", data_dir: Optional[str] = Non
 
 def plot_local_atoms(result: Dict, out_dir: str) -> List[str]:
     """One label x atom heatmap per layer (diverging, centred at 0 bits; H_res only in the JSON)."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         return []
     written = []
     for name, lay in result["layers"].items():
@@ -123,9 +120,5 @@ def plot_local_atoms(result: Dict, out_dir: str) -> List[str]:
         ax.set_ylabel("label")
         ax.set_title(f"{name}: mean local atoms per label ({result['split']} split), bits", fontsize=9)
         fig.colorbar(im, ax=ax, fraction=0.03)
-        fig.tight_layout()
-        p = os.path.join(out_dir, f"local_atoms_{name}.png")
-        fig.savefig(p, dpi=100)
-        plt.close(fig)
-        written.append(p)
+        written.append(save(fig, os.path.join(out_dir, f"local_atoms_{name}.png")))
     return written

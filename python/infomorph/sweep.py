@@ -23,6 +23,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Dict, List, Optional, Sequence
 
+from ._plots import pyplot, save
 from .errors import UserError
 
 # options of `train` that the sweep sets itself for every run
@@ -191,12 +192,8 @@ def write_summary(summary: Dict, out_dir: str, name: str = "all seeds") -> None:
 
 def plot_band(summaries: Dict[str, Dict], path: str) -> Optional[str]:
     """Test accuracy over epochs per summary: mean line and min-max band over seeds."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         return None
     fig, ax = plt.subplots(figsize=(6, 4))
     for name, s in summaries.items():
@@ -212,10 +209,7 @@ def plot_band(summaries: Dict[str, Dict], path: str) -> Optional[str]:
     ax.set_ylabel("test accuracy")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save(fig, path)
 
 
 def _options(mapping: Dict) -> List[str]:
@@ -281,12 +275,8 @@ def _plot_vs_hidden(results: Dict[str, Dict], path: str) -> Optional[str]:
     sizes = {str(s["hidden"]) for s in results.values()}
     if len(sizes) < 2:
         return None
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         return None
     by_model: Dict[str, list] = {}
     for s in results.values():
@@ -305,7 +295,4 @@ def _plot_vs_hidden(results: Dict[str, Dict], path: str) -> Optional[str]:
     ax.set_ylabel("test accuracy (median, min-max)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save(fig, path)

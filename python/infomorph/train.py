@@ -22,6 +22,7 @@ from typing import Callable, Dict, List, Optional
 import torch
 import torch.nn.functional as F
 
+from ._plots import pyplot, save
 from ._progress import progress
 from .data import Splits, load_dataset
 from .errors import TrainingInterrupted, UserError
@@ -409,12 +410,8 @@ def _results(cfg: TrainConfig, history: List[Dict], wall: float, model) -> Dict:
 
 def plot_results(results: Dict, out_dir: str, log: Callable[[str], None] = print) -> List[str]:
     """accuracy.png (val/test per epoch) and atoms.png (last epoch's mean atoms per layer)."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         log("note: matplotlib is not installed, skipping plots (pip install matplotlib)")
         return []
     hist = results["history"]
@@ -434,11 +431,7 @@ def plot_results(results: Dict, out_dir: str, log: Callable[[str], None] = print
     ax.set_title(f"{cfg.get('dataset')}, setup {cfg.get('setup')}, N = {sizes}, {title}")
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    p = os.path.join(out_dir, "accuracy.png")
-    fig.savefig(p, dpi=100)
-    plt.close(fig)
-    written.append(p)
+    written.append(save(fig, os.path.join(out_dir, "accuracy.png")))
     atoms = next((h["atoms"] for h in reversed(hist) if "atoms" in h), None)
     if atoms:
         fig, axes = plt.subplots(1, len(atoms), figsize=(4 + 3.5 * len(atoms), 4), squeeze=False,
@@ -450,9 +443,5 @@ def plot_results(results: Dict, out_dir: str, log: Callable[[str], None] = print
             ax.axhline(0, color="k", lw=0.5)
             ax.set_title(f"{layer} (epoch {hist[-1]['epoch']})")
             ax.set_ylabel("bits (mean over neurons)")
-        fig.tight_layout()
-        p = os.path.join(out_dir, "atoms.png")
-        fig.savefig(p, dpi=100)
-        plt.close(fig)
-        written.append(p)
+        written.append(save(fig, os.path.join(out_dir, "atoms.png")))
     return written
