@@ -98,6 +98,10 @@ def pid_labels(
     ``label_probs [K]``. Backend: the dense reference, vectorized over groups ("auto" or
     "reference"); n = 1..5.
     """
+    if not isinstance(per_label, bool):
+        raise TypeError(f"per_label must be a bool, got {type(per_label).__name__}")
+    if n_labels is not None and (isinstance(n_labels, bool) or not isinstance(n_labels, int) or n_labels < 1):
+        raise ValueError(f"n_labels must be an int >= 1, got {n_labels!r}")
     if backend not in ("auto", "reference", "reference_dense"):
         raise ValueError(f"pid_labels runs on backends ['auto', 'reference'] (the dense engine), not {backend!r}")
     if not isinstance(x, torch.Tensor) or x.dim() not in (2, 3):
@@ -196,8 +200,8 @@ def mutual_information_matrix(activations: torch.Tensor, factors: torch.Tensor, 
     with ``factor_bins``)."""
     if activations.dim() != 2 or factors.dim() != 2 or activations.shape[0] != factors.shape[0]:
         raise ValueError("activations must be [batch, N] and factors [batch, F] with the same batch")
-    a, La = _discretize(activations, bins, ranges)
-    f, Lf = _discretize(factors, factor_bins, ranges)
+    a, La = _discretize(activations, bins, ranges, "bins")
+    f, Lf = _discretize(factors, factor_bins, ranges, "factor_bins")
     B, N = a.shape
     F = f.shape[1]
     joint = (a.unsqueeze(2) * Lf + f.unsqueeze(1))  # [B, N, F]
@@ -209,15 +213,17 @@ def mutual_information_matrix(activations: torch.Tensor, factors: torch.Tensor, 
     return (h_a + h_f - h_af).clamp_min(0.0)
 
 
-def _discretize(x: torch.Tensor, bins, ranges):
+def _discretize(x: torch.Tensor, bins, ranges, name: str):
     if not x.is_floating_point():
         s = x.to(torch.int64)
         if s.numel() and int(s.min()) < 0:
             raise ValueError("integer symbols must be >= 0")
         return s, int(s.max()) + 1 if s.numel() else 1
+    if isinstance(bins, bool) or not isinstance(bins, int) or bins < 1:
+        raise ValueError(f"{name} must be an int >= 1 for float values, got {bins!r}")
     if ranges != "minmax":
         return _symbols(x, bins, ranges)
-    k = int(bins)
+    k = bins
     lo = x.min(0).values
     hi = x.max(0).values
     width = torch.where(hi > lo, (hi - lo) / k, torch.ones_like(hi))

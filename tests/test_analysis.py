@@ -134,3 +134,9 @@ def test_bad_arguments():
         ik.pid_labels(x, labels, groups="pairs", bins=None, backend="cpu")
     with pytest.raises(ValueError, match="bins=None takes integer"):
         ik.pid_labels(x.float(), labels, groups="pairs", bins=None)
+    with pytest.raises(TypeError, match="per_label must be a bool"):
+        ik.pid_labels(x, labels, groups="pairs", bins=None, per_label=1)
+    with pytest.raises(ValueError, match="n_labels must be an int >= 1"):
+        ik.pid_labels(x, labels, groups="pairs", bins=None, n_labels=0)
+    with pytest.raises(ValueError, match="factor_bins must be an int >= 1"):
+        ik.mutual_information_matrix(torch.randn(10, 2), torch.randn(10, 1), factor_bins=0)
