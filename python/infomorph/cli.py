@@ -53,24 +53,15 @@ def _positive(s: str) -> int:
     return v
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m infomorph", description="Infomorphic networks on the I_sx PID engine.")
-    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    t = sub.add_parser("train", help="train a network and write results.json, a checkpoint and plots")
+def add_model_options(t: argparse.ArgumentParser, epochs_help: str = "epochs (default 100; with --resume: the stored number)") -> None:
+    """The options that describe the network, data and engine (train's, and the goal search's)."""
     # "synthetic" is a tiny built-in problem for tests and smoke runs; not advertised
     t.add_argument("--dataset", default="mnist", choices=DATASETS, metavar="{mnist,fashion-mnist}")
     t.add_argument("--setup", type=int, default=1, choices=(1, 2, 3),
                    help="1: dense lateral, label context; 2: at most 100 lateral inputs; 3: 2 + output feedback as context")
     t.add_argument("--hidden", type=_hidden, default=[100], help="hidden sizes: 100, or 800,200 for a deeper stack")
-    t.add_argument("--goal", default="optimized", help="hidden goal: heuristic, optimized, or a .yaml/.json file")
     t.add_argument("--output-goal", default="output", help="output layer goal: output (the paper's) or a file")
-    t.add_argument("--epochs", type=_positive, default=None, help="epochs (default 100; with --resume: the stored number)")
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--out", help="output directory (results.json, checkpoint.pt, plots)")
-    t.add_argument("--resume", metavar="DIR", help="continue the run in DIR (its stored config; --epochs may extend it)")
-    t.add_argument("--restart", action="store_true",
-                   help="with --resume DIR: start that run over from epoch 1 with the options given (e.g. its checkpoint is damaged)")
-    t.add_argument("--backprop", action="store_true", help="the backprop baseline (Setup 1 connectivity, cross-entropy)")
+    t.add_argument("--epochs", type=_positive, default=None, help=epochs_help)
     t.add_argument("--backend", default="auto", help="engine backend: auto, reference, cpu, cuda, triton")
     t.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
     t.add_argument("--batch-size", type=_positive, default=1024)
@@ -85,8 +76,39 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--eval-context", default="zero", choices=("zero", "bias"))
     t.add_argument("--threads", type=_positive, default=None, help="torch CPU threads (default: torch's choice)")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def config_from_args(args, **overrides) -> TrainConfig:
+    """The TrainConfig of parsed model options (``overrides`` set the rest: goal, seed, ...)."""
+    if args.limit_train is not None and args.limit_train < 2:
+        raise UserError(f"--limit-train takes an int >= 2, got {args.limit_train}")
+    kw = dict(
+        dataset=args.dataset, setup=args.setup, hidden=args.hidden, output_goal=args.output_goal,
+        epochs=args.epochs, batch_size=args.batch_size, backend=args.backend, device=args.device,
+        limit_train=args.limit_train, limit_test=args.limit_test, data_dir=args.data_dir, lateral_k=args.lateral_k,
+        activation=args.activation, passes=args.passes, bins=args.bins, eval_context=args.eval_context,
+    )
+    kw.update(overrides)
+    return TrainConfig(**kw)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="python -m infomorph", description="Infomorphic networks on the I_sx PID engine.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    t = sub.add_parser("train", help="train a network and write results.json, a checkpoint and plots")
+    t.add_argument("--goal", default="optimized", help="hidden goal: heuristic, optimized, or a .yaml/.json file")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--out", help="output directory (results.json, checkpoint.pt, plots)")
+    t.add_argument("--resume", metavar="DIR", help="continue the run in DIR (its stored config; --epochs may extend it)")
+    t.add_argument("--restart", action="store_true",
+                   help="with --resume DIR: start that run over from epoch 1 with the options given (e.g. its checkpoint is damaged)")
+    t.add_argument("--backprop", action="store_true", help="the backprop baseline (Setup 1 connectivity, cross-entropy)")
+    add_model_options(t)
     t.add_argument("--seeds", metavar="SEEDS", help="one run per seed (0-9 or 0,3,5) into OUT/seed-N, then a summary")
     t.add_argument("--jobs", type=_positive, default=1, help="with --seeds: runs at a time (cores are split among them)")
+    from .search import add_search_parsers
+
+    add_search_parsers(sub, _positive)
     w = sub.add_parser("sweep", help="several configurations x seeds from a YAML file: one table and plots")
     w.add_argument("experiment", metavar="EXPERIMENT.yaml",
                    help="seeds: 0-2; base: {train options}; runs: {name: {train options, model: band name}}")
@@ -115,6 +137,10 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 def _run(args, argv: List[str]) -> int:
+    if args.command in ("search", "analyze"):
+        from .search import run_command
+
+        return run_command(args, argv)
     if args.command == "sweep":
         from .sweep import run_experiment
 
@@ -143,15 +169,7 @@ def _run(args, argv: List[str]) -> int:
             raise UserError("--out DIR (or --resume DIR) is required")
         if args.restart and args.resume is None:
             raise UserError("--restart goes with --resume DIR (the run to start over)")
-        if args.limit_train is not None and args.limit_train < 2:
-            raise UserError(f"--limit-train takes an int >= 2, got {args.limit_train}")
-        cfg = TrainConfig(
-            dataset=args.dataset, setup=args.setup, hidden=args.hidden, goal=args.goal, output_goal=args.output_goal,
-            epochs=args.epochs, seed=args.seed, batch_size=args.batch_size, backprop=args.backprop,
-            backend=args.backend, device=args.device, limit_train=args.limit_train, limit_test=args.limit_test,
-            data_dir=args.data_dir, lateral_k=args.lateral_k, activation=args.activation, passes=args.passes,
-            bins=args.bins, eval_context=args.eval_context,
-        )
+        cfg = config_from_args(args, goal=args.goal, seed=args.seed, backprop=args.backprop)
         if args.threads is not None:
             torch.set_num_threads(args.threads)
         out = args.resume or args.out

@@ -159,12 +159,16 @@ def train(
     log: Callable[[str], None] = print,
     show_progress: bool = True,
     data: Optional[Splits] = None,
+    on_epoch: Optional[Callable[[Dict], None]] = None,
+    plots: bool = True,
 ) -> Dict:
     """Train (or continue, with ``resume``) and return the results dict written to results.json.
 
     With ``resume`` the config stored in ``out_dir``'s checkpoint is used, except ``epochs`` (to
     extend a run; None keeps the stored number), ``device``, ``backend`` and ``data_dir`` which
-    are taken from ``cfg``.
+    are taken from ``cfg``. ``on_epoch(entry)`` is called after each epoch is saved (the goal
+    search reports validation accuracy there and may raise to stop the run); ``plots=False``
+    skips the PNGs.
     """
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
         raise UserError(f"--out: {out_dir!r} is a file, not a directory; name a directory for the run")
@@ -310,6 +314,8 @@ def train(
             _atomic_save(_checkpoint(cfg, model, opt, history, device, wall), ckpt_path)
             results = _results(cfg, history, wall, model)
             _atomic_json(results, os.path.join(out_dir, RESULTS))
+            if on_epoch is not None:
+                on_epoch(entry)
 
     finally:
         interrupt.restore()
@@ -317,7 +323,8 @@ def train(
     wall = wall_before + time.perf_counter() - t_start
     results = _results(cfg, history, wall, model)
     _atomic_json(results, os.path.join(out_dir, RESULTS))
-    plot_results(results, out_dir, log)
+    if plots:
+        plot_results(results, out_dir, log)
     return results
 
 

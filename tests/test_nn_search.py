@@ -1,0 +1,315 @@
+"""The goal search (python -m infomorph search / analyze): real optuna studies on small budgets.
+
+SQLite (the default storage) and a real PostgreSQL server that the tests start themselves (initdb
+and pg_ctl into a temporary folder, a free loopback port, as the postgres user when run as root).
+Training is the tiny built-in synthetic problem, so a trial takes a fraction of a second (trials
+that must be killed mid-way get more epochs)."""
+import glob
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+optuna = pytest.importorskip("optuna", reason="the goal search needs optuna: bash scripts/setup.sh installs it")
+
+from infomorph import search as S  # noqa: E402
+from infomorph.goals import gamma_names, resolve_goal  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = ["--dataset", "synthetic", "--hidden", "8", "--threads", "1", "--no-progress"]
+
+
+def _env():
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([os.path.join(ROOT, "python"), ROOT, env.get("PYTHONPATH", "")])
+    return env
+
+
+def _cli(*args, timeout=300):
+    return subprocess.run([sys.executable, "-m", "infomorph", *args], capture_output=True, text=True, env=_env(),
+                          timeout=timeout, cwd=ROOT)
+
+
+def _popen(*args, log):
+    return subprocess.Popen([sys.executable, "-m", "infomorph", *args], stdout=log, stderr=subprocess.STDOUT,
+                            env=_env(), cwd=ROOT)
+
+
+def _trials(storage, study="infomorph-goal"):
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return optuna.load_study(study_name=study, storage=storage).get_trials(deepcopy=False)
+
+
+def _wait_for_running(storage, deadline_s=120, study="infomorph-goal"):
+    t0 = time.time()
+    while time.time() - t0 < deadline_s:
+        try:
+            running = [t for t in _trials(storage, study) if t.state.name == "RUNNING"]
+        except Exception:  # noqa: BLE001 - the study may not exist yet
+            running = []
+        if running:
+            time.sleep(1.5)  # well into the trial: it has sent heartbeats
+            return running
+        time.sleep(0.2)
+    raise AssertionError("no trial started running in time")
+
+
+def test_search_writes_files_and_best_goal_trains(tmp_path):
+    out = tmp_path / "s"
+    r = _cli("search", *TINY, "--epochs", "1", "--trials", "3", "--fix", "H_res=0", "--fix", "{F}{C}=0.5",
+             "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    summary = json.loads(r.stdout.strip().splitlines()[-1])
+    assert summary["trials"] == {"COMPLETE": 3}
+    meta = json.loads((out / "search.json").read_text())
+    for key in ("sampler", "trials_by_state", "best_value", "best_goal", "trials_per_hour", "command"):
+        assert key in meta
+    trials = _trials(meta["storage_url"])
+    best = max((t for t in trials if t.state.name == "COMPLETE"), key=lambda t: (t.value, -t.number))
+    assert meta["best_value"] == best.value and meta["best_trial"] == best.number
+    # best_goal.yaml: the best trial's parameters plus the fixed atoms, and train takes it as is
+    goal = resolve_goal(str(out / "best_goal.yaml"), 3).tolist()
+    names = gamma_names(3)
+    want = [0.0 if n == "H_res" else 0.5 if n == "{1}{2}" else best.params[n] for n in names]
+    assert goal == pytest.approx(want, abs=0, rel=0)
+    assert "H_res" not in best.params and "{1}{2}" not in best.params and len(best.params) == 17
+    # trials.csv: one row per trial with every gamma, the value and the seconds
+    rows = (out / "trials.csv").read_text().strip().splitlines()
+    head = rows[0].split(",")
+    assert head[:2] == ["number", "state"] and head[2:2 + len(names)] == names and "value" in head
+    assert len(rows) == 4 and all(r.split(",")[1] == "COMPLETE" for r in rows[1:])
+    assert sorted(int(r.split(",")[0]) for r in rows[1:]) == [0, 1, 2]
+    # each trial's history, and a re-run of a trial alone gives the same accuracy (seed from study seed + number)
+    rec = json.loads((out / "trials" / f"{best.number}.json").read_text())
+    assert rec["seed"] == S.trial_seed(0, best.number) and len(rec["history"]) == 1
+    settings = S.SearchSettings(**{**meta["settings"], "space": {k: tuple(v) for k, v in meta["settings"]["space"].items()}})
+    import torch
+
+    torch.set_num_threads(1)
+    data = S.load_data(settings.train, settings.seed)
+    again = S.train_goal(settings.train, rec["goal"], rec["seed"], data, str(tmp_path / "again"))
+    assert S._best_val(again["history"]) == best.value
+    t = _cli("train", *TINY, "--epochs", "1", "--goal", str(out / "best_goal.yaml"), "--out", str(tmp_path / "t"))
+    assert t.returncode == 0, t.stderr
+    res = json.loads((tmp_path / "t" / "results.json").read_text())
+    assert res["goals"]["hidden"] == dict(zip(names, want))
+    # the same command with more trials resumes the study: the 3 complete trials are kept, 2 more run
+    r2 = _cli("search", *TINY, "--epochs", "1", "--trials", "5", "--fix", "H_res=0", "--fix", "{F}{C}=0.5",
+              "--out", str(out))
+    assert r2.returncode == 0, r2.stderr
+    after = _trials(meta["storage_url"])
+    assert [t.number for t in after] == [0, 1, 2, 3, 4] and all(t.state.name == "COMPLETE" for t in after)
+    assert [after[i].params for i in range(3)] == [trials[i].params for i in range(3)]
+    assert after[3].params != after[0].params  # a resumed sampler does not replay the first suggestions
+    # other settings on the same study are refused with one line
+    r3 = _cli("search", *TINY, "--epochs", "2", "--trials", "5", "--out", str(out))
+    assert r3.returncode == 2 and "other settings" in r3.stderr and "Traceback" not in r3.stderr
+
+
+def test_killed_search_resumes_and_retries_the_killed_trial(tmp_path):
+    out = tmp_path / "s"
+    args = ["search", *TINY, "--epochs", "60", "--trials", "2", "--heartbeat", "1", "--prune", "none", "--out", str(out)]
+    storage = f"sqlite:///{out / 'study.db'}"
+    with open(tmp_path / "first.log", "w") as log:
+        p = _popen(*args, log=log)
+        try:
+            running = _wait_for_running(storage)
+        finally:
+            p.send_signal(signal.SIGKILL)
+            p.wait()
+    killed = running[0]
+    assert killed.state.name == "RUNNING"  # as the dead worker left it
+    r = _cli(*args)
+    assert r.returncode == 0, r.stderr + (tmp_path / "first.log").read_text()
+    trials = _trials(storage)
+    by_state = {}
+    for t in trials:
+        by_state.setdefault(t.state.name, []).append(t)
+    assert len(by_state["COMPLETE"]) == 2 and len(by_state["FAIL"]) == 1
+    assert by_state["FAIL"][0].number == killed.number
+    retry = [t for t in trials if t.system_attrs.get("failed_trial") == killed.number]
+    failed = by_state["FAIL"][0]
+    assert len(retry) == 1 and retry[0].state.name == "COMPLETE" and retry[0].params == failed.params
+    assert len(failed.params) == 19
+    assert retry[0].user_attrs["seed"] == S.trial_seed(0, killed.number)  # the retry trains with the same seed
+    rows = (out / "trials.csv").read_text().strip().splitlines()
+    assert any(r.split(",")[-1] == str(killed.number) for r in rows[1:])
+
+
+def test_pruned_trial_stops_early(tmp_path):
+    out = tmp_path / "p"
+    out.mkdir()
+    settings = S.SearchSettings(out=str(out), storage=f"sqlite:///{out / 'db.sqlite'}", study="p", sampler="random",
+                                prune="none", trials=1, seed=0, startup_trials=1, heartbeat=5,
+                                space={n: (-1.0, 1.0) for n in gamma_names(3)}, fixed={},
+                                train={"dataset": "synthetic", "hidden": [8], "epochs": 5})
+    study = S.open_study(settings)
+    study.pruner = optuna.pruners.ThresholdPruner(upper=0.0)  # any accuracy above 0 prunes at the first report
+    trial = study.ask()
+    import torch
+
+    torch.set_num_threads(1)
+    data = S.load_data(settings.train, 0)
+    assert S._run_trial(study, study._storage, trial, settings, data, str(out / "trials"), 0)
+    (t,) = study.get_trials()
+    assert t.state.name == "PRUNED" and t.user_attrs["epochs"] == 1 and list(t.intermediate_values) == [1]
+    assert not os.path.exists(out / "trials" / f"run-{t.number}")
+
+
+def test_analyze_writes_importances_ablations_and_plots(tmp_path):
+    out = tmp_path / "s"
+    r = _cli("search", *TINY, "--epochs", "1", "--trials", "6", "--sampler", "random", "--fix", "H_res=0",
+             "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    a = _cli("analyze", str(out), "--ablation-seeds", "1", "--epochs", "1", "--threads", "1")
+    assert a.returncode == 0, a.stderr
+    res = json.loads((out / "importance.json").read_text())
+    searched = [n for n in gamma_names(3) if n != "H_res"]
+    for how in ("mean_decrease_impurity", "fanova"):
+        imp = res["importance"][how]
+        assert sorted(imp) == sorted(searched) and sum(imp.values()) == pytest.approx(1.0)
+    abl = res["ablation"]
+    assert sorted(abl["single"]) == sorted(searched)
+    assert [s["ablated"] for s in abl["successive"]] == sorted(searched, key=lambda n: -abl["single"][n]["change"])
+    for n, v in abl["single"].items():
+        assert v["change"] == pytest.approx(v["accuracy"] - abl["base"])
+    # every ablation run is cached: a second analyze trains nothing and agrees
+    runs = json.loads((out / "ablation_runs.json").read_text())
+    assert len(runs) == 1 + 2 * len(searched) - 1  # the last successive step = all zero; one of them may repeat
+    for png in ("history.png", "importance.png", "ablation.png"):
+        assert (out / png).stat().st_size > 1000
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--sampler", "grid"], "--sampler: unknown sampler 'grid'"),
+    (["--prune", "always"], "--prune: unknown pruner 'always'"),
+    (["--storage", "not a url"], "--storage: 'not a url' is not a database URL"),
+    (["--storage", "postgresql://nobody@127.0.0.1:1/none"], "--storage: cannot open the database"),
+    (["--fix", "{1}{9}=0"], "--fix: '{1}{9}' is no atom"),
+    (["--fix", "H_res"], "--fix takes ATOM=VALUE"),
+    (["--fix", "H_res=abc"], "--fix H_res: expected a finite number"),
+])
+def test_bad_search_input_is_one_line_and_exit_2(tmp_path, args, needle):
+    r = _cli("search", *TINY, "--trials", "1", "--out", str(tmp_path / "x"), *args, timeout=120)
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0], r.stderr
+    assert not (tmp_path / "x" / "trials").exists()
+
+
+@pytest.mark.parametrize("space, needle", [
+    ("'{1}{2}': [0.5, -0.5]\n", "empty or inverted range [0.5, -0.5]"),
+    ("'{1}{2}': [0.3, 0.3]\n", "empty or inverted range [0.3, 0.3]"),
+    ("'{F}{Q}': [0, 1]\n", "is no atom"),
+    ("'{1}{2}': [0, 1, 2]\n", "takes [low, high]"),
+    ("[1, 2]\n", "must map atom names"),
+])
+def test_bad_space_file(tmp_path, space, needle):
+    f = tmp_path / "space.yaml"
+    f.write_text(space)
+    r = _cli("search", *TINY, "--trials", "1", "--space", str(f), "--out", str(tmp_path / "x"), timeout=120)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and needle in r.stderr, r.stderr
+    assert f"--space {f}" in r.stderr or "--space" in r.stderr
+
+
+def test_space_file_ranges_and_fixed_values(tmp_path):
+    f = tmp_path / "space.yaml"
+    f.write_text("'{F}{C}': [0.2, 0.4]\nH_res: 0\n'{123}': -0.5\n")
+    space, fixed = S.parse_space(str(f), ["{3}=0.25"])
+    assert space["{1}{2}"] == (0.2, 0.4) and space["{1}{2}{3}"] == (-1.0, 1.0)
+    assert fixed == {"{3}": 0.25, "{123}": -0.5, "H_res": 0.0}
+    assert len(space) + len(fixed) == len(gamma_names(3))
+
+
+# ------------------------------------------------------------------------------------ PostgreSQL
+def _pg_bin():
+    for cand in [os.path.dirname(os.path.realpath(shutil.which("initdb") or ""))] + sorted(glob.glob("/usr/lib/postgresql/*/bin"))[::-1]:
+        if cand and os.path.isfile(os.path.join(cand, "initdb")) and os.path.isfile(os.path.join(cand, "pg_ctl")):
+            return cand
+    return None
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def postgres():
+    """A real PostgreSQL server on a free loopback port for this module; stopped at the end."""
+    import importlib.util
+
+    if importlib.util.find_spec("psycopg") is None and importlib.util.find_spec("psycopg2") is None:
+        pytest.fail("the PostgreSQL storage needs a driver: pip install 'psycopg[binary]' (bash scripts/setup.sh does)")
+    bindir = _pg_bin()
+    if bindir is None:
+        pytest.fail("no PostgreSQL server programs (initdb, pg_ctl) found: install them with "
+                    "`apt-get install postgresql` (Debian) or put initdb on PATH; the PostgreSQL storage tests need a server")
+    import tempfile
+
+    # not under pytest's tmp folder: that one is private to the test user, and the server may run as postgres
+    base = tempfile.mkdtemp(prefix="infomorph-pg-")
+    data, sock = os.path.join(base, "data"), os.path.join(base, "sock")
+    os.mkdir(sock)
+    prefix = []
+    if os.geteuid() == 0:  # initdb refuses root: run the server as the postgres user
+        prefix = ["runuser", "-u", "postgres", "--"]
+        for d in (base, sock):
+            shutil.chown(d, "postgres")
+    port = _free_port()
+    def run(*cmd):
+        r = subprocess.run(prefix + list(cmd), capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, f"{' '.join(cmd)} failed: {r.stderr.strip() or r.stdout.strip()}"
+
+    run(os.path.join(bindir, "initdb"), "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8")
+    run(os.path.join(bindir, "pg_ctl"), "-D", data, "-w", "-l", os.path.join(base, "server.log"), "-o",
+        f"-p {port} -k {sock} -c listen_addresses=127.0.0.1 -c max_connections=50", "start")
+    try:
+        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        run(os.path.join(bindir, "pg_ctl"), "-D", data, "-w", "-m", "fast", "stop")
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_postgres_two_workers_complete_exactly_the_trials(tmp_path, postgres):
+    r = _cli("search", *TINY, "--epochs", "1", "--trials", "7", "--jobs", "2", "--storage", postgres, "--study", "two",
+             "--out", str(tmp_path / "s"))
+    assert r.returncode == 0, r.stderr
+    trials = _trials(postgres, "two")
+    assert [t.number for t in trials] == list(range(7)) and all(t.state.name == "COMPLETE" for t in trials)
+    assert {t.user_attrs["worker"] for t in trials} == {0, 1}  # both workers ran trials
+    assert len({json.dumps(t.params, sort_keys=True) for t in trials}) == 7
+    logs = sorted(os.listdir(tmp_path / "s"))
+    assert "worker-0.log" in logs and "worker-1.log" in logs
+
+
+def test_postgres_worker_killed_mid_trial_study_still_completes(tmp_path, postgres):
+    # two workers started independently (as on two machines) on one study; one is killed mid-trial
+    args = ["search", *TINY, "--epochs", "60", "--trials", "3", "--heartbeat", "1", "--prune", "none",
+            "--storage", postgres, "--study", "kill"]
+    with open(tmp_path / "a.log", "w") as la, open(tmp_path / "b.log", "w") as lb:
+        a = _popen(*args, "--out", str(tmp_path / "a"), log=la)
+        try:
+            running = _wait_for_running(postgres, study="kill")
+        finally:
+            a.send_signal(signal.SIGKILL)
+            a.wait()
+        b = _popen(*args, "--out", str(tmp_path / "b"), log=lb)
+        assert b.wait(timeout=600) == 0, (tmp_path / "b.log").read_text()
+    trials = _trials(postgres, "kill")
+    states = [t.state.name for t in trials]
+    assert states.count("COMPLETE") == 3 and states.count("FAIL") == 1, states
+    killed = running[0].number
+    assert trials[killed].state.name == "FAIL"
+    retry = [t for t in trials if t.system_attrs.get("failed_trial") == killed]
+    assert len(retry) == 1 and retry[0].state.name == "COMPLETE" and retry[0].params == trials[killed].params
+    assert len(retry[0].params) == 19
+    summary = json.loads((tmp_path / "b" / "search.json").read_text())
+    assert summary["trials_by_state"] == {"COMPLETE": 3, "FAIL": 1}
