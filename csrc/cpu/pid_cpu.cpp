@@ -20,6 +20,7 @@
 
 #include "pid_common.h"
 #include "pid_cpu_kernel.h"
+#include "pid_groups.h"
 
 namespace py = pybind11;
 
@@ -200,6 +201,30 @@ int pid_layer(uintptr_t x, uintptr_t theta, uintptr_t edges, int64_t edge_stride
     return run_layer_n<float>(plan, ptr, int(num_threads));
 }
 
+void pid_groups(uintptr_t sym, int64_t N, int64_t B, int64_t L, uintptr_t labels, int64_t K, uintptr_t groups,
+                int64_t G, int64_t n, uintptr_t coef, int64_t A, double h_t, uintptr_t red, int64_t num_threads) {
+    require(n >= 1 && n <= kMaxSources, "groups: 1 to 4 neurons per group, got " + std::to_string(n));
+    require(B >= 1 && N >= 1 && G >= 0, "pid_groups: needs batch >= 1 and neurons >= 1");
+    require(L >= 1 && K >= 1, "pid_groups: levels and labels must be >= 1");
+    require(A >= 1, "coef: needs at least one row (antichain)");
+    require(num_threads >= 1, "num_threads must be >= 1, got " + std::to_string(num_threads));
+    int64_t full = 1;
+    for (int64_t j = 0; j < n; ++j) {
+        require(L <= (int64_t(1) << 26) / full,
+                "pid_groups: levels^n joint cells must be at most 2^26 (fewer bins, or the dense backend)");
+        full *= L;
+    }
+    const int64_t umax = std::min(B, full);
+    require(umax <= (int64_t(1) << 28) / K, "pid_groups: occupied cells x labels over 2^28 (fewer labels or samples)");
+    require(B < (int64_t(1) << 31), "pid_groups: batch must be below 2^31");
+    require(sym && labels && coef && (G == 0 || (groups && red)), "pid_groups: a data pointer is null");
+    if (G == 0) return;
+    py::gil_scoped_release release;
+    pid_groups_run(reinterpret_cast<const int32_t*>(sym), N, B, L, reinterpret_cast<const int32_t*>(labels), K,
+                   reinterpret_cast<const int64_t*>(groups), G, int(n), reinterpret_cast<const int32_t*>(coef), int(A),
+                   h_t, reinterpret_cast<double*>(red), int(num_threads));
+}
+
 }  // namespace
 }  // namespace cpu
 }  // namespace infomorph
@@ -221,6 +246,14 @@ PYBIND11_MODULE(_cpu, m) {
           "informative, misinformative and atoms [neurons, batch, 2, A] and local H_res "
           "[neurons, batch, 2] (neuron-major; y = silent, fire); local_full: the row of the full-set "
           "antichain; moebius: the float64 Moebius matrix [A, A].");
+    m.def("pid_groups", &infomorph::cpu::pid_groups, py::arg("sym"), py::arg("neurons"), py::arg("batch"),
+          py::arg("levels"), py::arg("labels"), py::arg("n_labels"), py::arg("groups"), py::arg("n_groups"),
+          py::arg("n"), py::arg("coef"), py::arg("num_antichains"), py::arg("h_t"), py::arg("red"),
+          py::arg("num_threads"),
+          "I_sx redundancies [n_groups, A] (float64 bits) of groups of discrete neurons about a K-valued "
+          "label: sym int32 [neurons, batch] symbols 0..levels-1 (validated by the caller), labels int32 "
+          "[batch] 0..n_labels-1, groups int64 [n_groups, n], coef int32 [A, 2^n - 1]; h_t = H(label) in "
+          "bits. OpenMP over groups; results independent of the thread count.");
     m.def("max_threads", []() { return omp_get_max_threads(); },
           "OpenMP's default thread count in this process.");
     m.def("simd_path", []() { return std::string(infomorph::cpu::use_avx2() ? "avx2" : "baseline"); },
