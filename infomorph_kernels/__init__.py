@@ -8,7 +8,7 @@ Importing never needs a compiled module or a GPU; asking for a backend that is n
 naming what is missing. See README.md and ../shared/PID_MATH.md for the math.
 """
 from . import lattice
-from .analysis import degree_of_synergy, mig, mir, mutual_information_matrix, pid_labels, representational_complexity
+from .analysis import complexity_profile, degree_of_synergy, mig, mir, mutual_information_matrix, pid_labels, representational_complexity
 from .api import PIDResult, available_backends, pid, pid_distribution, pid_goal
 from .binning import make_binning
 from .dispatch import BACKENDS, backend_status
@@ -20,6 +20,7 @@ __all__ = [
     "PIDResult",
     "available_backends",
     "backend_status",
+    "complexity_profile",
     "degree_of_synergy",
     "lattice",
     "make_binning",

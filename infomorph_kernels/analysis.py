@@ -24,8 +24,8 @@ from . import lattice
 from .api import PIDResult, pid_distribution
 from .binning import bin_indices, make_binning
 
-__all__ = ["pid_labels", "degree_of_synergy", "representational_complexity", "mutual_information_matrix",
-           "mig", "mir"]
+__all__ = ["pid_labels", "degree_of_synergy", "representational_complexity", "complexity_profile",
+           "mutual_information_matrix", "mig", "mir"]
 
 _CELL_BUDGET = 1 << 23  # cells of the joint histograms decomposed at once (x ~10 tensors of that size)
 
@@ -229,6 +229,52 @@ def representational_complexity(atoms: torch.Tensor, n: int) -> torch.Tensor:
     d = degree_of_synergy(n).to(atoms.device, atoms.dtype)
     total = atoms.sum(-1)
     return (atoms * d).sum(-1) / total
+
+
+def complexity_profile(x: torch.Tensor, labels: torch.Tensor, group_size: int = 3, groups="all", bins=8,
+                       ranges=(0.0, 1.0), n_labels: Optional[int] = None, seed: int = 0,
+                       max_groups: int = 2_000_000) -> dict:
+    """The degree-of-synergy profile and representational complexity of a layer about a label.
+
+    x: activations ``[batch, N]`` (float, binned into ``bins`` levels over ``ranges``; integer
+    symbols with ``bins=None``); groups: ``"all"`` (every group of ``group_size`` neurons),
+    ``"random:K"`` (K random groups drawn with ``seed``) or a ``[G, group_size]`` tensor. Returns
+    ``{"group_size", "groups", "profile": [sum over groups of the atoms of degree d, d = 1..n],
+    "profile_mean": the same / G, "complexity": sum_d d * profile_d / sum_d profile_d (the ratio
+    of sums over groups: groups that carry no information add nothing), "complexity_mean_of_groups"
+    (the mean of the per-group values where a group's MI > 1e-9), "mutual_information_mean",
+    "atoms_mean" [n_atoms]}``."""
+    n = int(group_size)
+    N = x.shape[1]
+    if not 1 <= n <= lattice.MAX_SOURCES or n > N:
+        raise ValueError(f"group_size must be 1..{min(N, lattice.MAX_SOURCES)}, got {group_size!r}")
+    if isinstance(groups, str) and groups == "all":
+        count = math.comb(N, n)
+        if count > max_groups:
+            raise ValueError(f"groups='all' would be {count} groups of {n} of {N} neurons (over {max_groups}); "
+                             "use groups='random:K'")
+        spec = torch.tensor(list(itertools.combinations(range(N), n)), dtype=torch.int64).view(-1, n)
+    elif isinstance(groups, str) and groups.startswith("random:") and groups.count(":") == 1:
+        spec = f"{groups}:{n}"
+    elif isinstance(groups, torch.Tensor) and groups.dim() == 2 and groups.shape[1] == n:
+        spec = groups
+    else:
+        raise ValueError(f"groups must be 'all', 'random:K' or a [G, {n}] index tensor, got {groups!r}")
+    res = pid_labels(x, labels, groups=spec, bins=bins, ranges=ranges, n_labels=n_labels, seed=seed)
+    deg = degree_of_synergy(n)
+    atoms = res.atoms.double()
+    profile = torch.stack([atoms[:, deg == d].sum() for d in range(1, n + 1)])
+    total = float(profile.sum())
+    per_group = representational_complexity(atoms, n)
+    ok = atoms.sum(-1) > 1e-9
+    G = atoms.shape[0]
+    return {
+        "group_size": n, "groups": G, "profile": profile.tolist(), "profile_mean": (profile / G).tolist(),
+        "complexity": sum((d + 1) * v for d, v in enumerate(profile.tolist())) / total if total > 0 else float("nan"),
+        "complexity_mean_of_groups": float(per_group[ok].mean()) if bool(ok.any()) else float("nan"),
+        "mutual_information_mean": float(res.mutual_information.double().mean()),
+        "atoms_mean": atoms.mean(0).tolist(), "backend": res.backend,
+    }
 
 
 def _entropy_bits(counts: torch.Tensor) -> torch.Tensor:

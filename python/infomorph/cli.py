@@ -104,6 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --resume DIR: start that run over from epoch 1 with the options given (e.g. its checkpoint is damaged)")
     t.add_argument("--backprop", action="store_true", help="the backprop baseline (Setup 1 connectivity, cross-entropy)")
     add_model_options(t)
+    t.add_argument("--keep-checkpoints", metavar="EPOCHS", default="",
+                   help="also keep the model after these epochs (1,2,5,10 or 0-100) in OUT/checkpoints/ (inspect --complexity)")
     t.add_argument("--seeds", metavar="SEEDS", help="one run per seed (0-9 or 0,3,5) into OUT/seed-N, then a summary")
     t.add_argument("--jobs", type=_positive, default=1, help="with --seeds: runs at a time (cores are split among them)")
     from .search import add_search_parsers
@@ -120,6 +122,12 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--data-dir", default=None, help="where the data files are (default: the run's)")
     i.add_argument("--threads", type=_positive, default=None, help="torch CPU threads")
     i.add_argument("--no-plots", action="store_true", help="JSON only")
+    i.add_argument("--complexity", action="store_true",
+                   help="degree-of-synergy profile and representational complexity about the label, per layer "
+                        "(every checkpoint in RUN_DIR/checkpoints/ too: the curve over training)")
+    i.add_argument("--group-size", type=int, default=3, choices=(2, 3, 4), help="with --complexity: neurons per group")
+    i.add_argument("--groups", default=None, help="with --complexity: all or random:K (default: all for 2 and 3, random:20000 for 4)")
+    i.add_argument("--levels", type=_positive, default=8, help="with --complexity: levels per neuron (firing probability binned over [0, 1])")
     return p
 
 
@@ -162,6 +170,13 @@ def _run(args, argv: List[str]) -> int:
 
         if args.threads is not None:
             torch.set_num_threads(args.threads)
+        if args.complexity:
+            from .inspect import complexity_run
+
+            groups = args.groups or ("random:20000" if args.group_size == 4 else "all")
+            complexity_run(args.run_dir, args.split, args.data_dir, args.group_size, groups, args.levels,
+                           plots=not args.no_plots)
+            return 0
         inspect_run(args.run_dir, args.split, args.data_dir, plots=not args.no_plots)
         return 0
     if args.command == "train":
@@ -169,7 +184,10 @@ def _run(args, argv: List[str]) -> int:
             raise UserError("--out DIR (or --resume DIR) is required")
         if args.restart and args.resume is None:
             raise UserError("--restart goes with --resume DIR (the run to start over)")
-        cfg = config_from_args(args, goal=args.goal, seed=args.seed, backprop=args.backprop)
+        from .sweep import parse_seeds
+
+        keep = parse_seeds(args.keep_checkpoints, "--keep-checkpoints") if args.keep_checkpoints else []
+        cfg = config_from_args(args, goal=args.goal, seed=args.seed, backprop=args.backprop, keep_checkpoints=keep)
         if args.threads is not None:
             torch.set_num_threads(args.threads)
         out = args.resume or args.out

@@ -122,3 +122,144 @@ def plot_local_atoms(result: Dict, out_dir: str) -> List[str]:
         fig.colorbar(im, ax=ax, fraction=0.03)
         written.append(save(fig, os.path.join(out_dir, f"local_atoms_{name}.png")))
     return written
+
+
+# ------------------------------------------------------------------------------- --complexity
+COMPLEXITY = "complexity.json"
+
+
+@torch.no_grad()
+def layer_activations(model, x: torch.Tensor) -> List[torch.Tensor]:
+    """Firing probabilities ``[batch, N]`` of every layer (hidden..., output) in evaluation mode
+    (no label context), for infomorphic and backprop networks alike."""
+    from .models import BackpropNet, sample_pm1
+
+    if isinstance(model, BackpropNet):
+        zero = () if model.eval_context == "bias" else (1,)
+        lat: List[Optional[torch.Tensor]] = [None] * len(model.hidden)
+        thetas: List[torch.Tensor] = []
+        for _ in range(model.passes):
+            inp, thetas = x, []
+            for i, layer in enumerate(model.hidden):
+                theta = layer.activation(*layer.aggregate([inp, None, lat[i]], zero=zero))
+                thetas.append(theta)
+                lat[i] = sample_pm1(theta)
+                inp = lat[i]
+        return thetas + [torch.sigmoid(model.logits(x, None))]
+    outs, out = model.run(x, None, grad=False)
+    return [o.theta for o in outs] + [out.theta]
+
+
+def complexity_of(activations: Dict[str, torch.Tensor], labels: torch.Tensor, group_size: int = 3,
+                  groups="all", levels: int = 8, ranges=(0.0, 1.0), seed: int = 0) -> Dict[str, Dict]:
+    """Degree-of-synergy profile and representational complexity about ``labels`` per named layer
+    of activations ``[batch, N]`` (from any model: binned into ``levels`` over ``ranges``)."""
+    ik = engine()
+    out = {}
+    for name, a in activations.items():
+        n = min(group_size, a.shape[1])
+        try:
+            out[name] = ik.complexity_profile(a.double(), labels, n, groups=groups, bins=levels, ranges=ranges,
+                                              seed=seed)
+        except ValueError as e:
+            raise UserError(f"--complexity ({name}): {e}") from None
+    return out
+
+
+def _checkpoints(run_dir: str) -> List[tuple]:
+    """(epoch, path) of the kept checkpoints and the final one, by epoch."""
+    found = {}
+    folder = os.path.join(run_dir, "checkpoints")
+    if os.path.isdir(folder):
+        for f in os.listdir(folder):
+            if f.startswith("epoch-") and f.endswith(".pt"):
+                try:
+                    found[int(f[6:-3])] = os.path.join(folder, f)
+                except ValueError:
+                    pass
+    return sorted(found.items())
+
+
+def complexity_run(run_dir: str, split: str = "test", data_dir: Optional[str] = None, group_size: int = 3,
+                   groups="all", levels: int = 8, log=print, plots: bool = True) -> Dict:
+    """``inspect --complexity``: per layer and per checkpoint (kept epochs, then the final model)
+    the degree-of-synergy profile and the representational complexity about the label on the
+    split; writes RUN_DIR/complexity.json and complexity.png."""
+    import time
+
+    if split not in ("test", "val"):
+        raise UserError(f"--split takes test or val, got {split!r}")
+    if not os.path.isdir(run_dir):
+        raise UserError(f"inspect: {run_dir!r} is not a run directory (one that python -m infomorph train --out wrote)")
+    state = _load_checkpoint(os.path.join(run_dir, CHECKPOINT), run_dir)
+    cfg = TrainConfig.from_dict(state["config"])
+    data = load_dataset(cfg.dataset, data_dir or cfg.data_dir, cfg.val_fraction, cfg.seed, cfg.limit_train,
+                        cfg.limit_test)
+    x_all, y_all = (data.x_test, data.y_test) if split == "test" else (data.x_val, data.y_val)
+    if x_all.shape[0] == 0:
+        raise UserError(f"inspect: the {split} split of this run is empty")
+    stages = [(ep, torch.load(p, map_location="cpu", weights_only=False)["model"]) for ep, p in _checkpoints(run_dir)]
+    final_epoch = len(state["history"])
+    if not stages or stages[-1][0] != final_epoch:
+        stages.append((final_epoch, state["model"]))
+    model = build_from_config(cfg, data.in_features, data.n_classes)
+    names = layer_names(model)
+    result = {"run": os.path.abspath(run_dir), "split": split, "group_size": group_size, "groups": groups,
+              "levels": levels, "backprop": bool(cfg.backprop), "epochs": [], "layers": {n: [] for n in names}}
+    gen_state = torch.get_rng_state()
+    try:
+        for epoch, weights in stages:
+            model.load_state_dict(weights)
+            model.eval()
+            torch.manual_seed(cfg.seed)  # the evaluation passes sample +-1 lateral outputs
+            acts = [[] for _ in names]
+            for idx in _batches(x_all.shape[0], cfg.batch_size):
+                for k, a in enumerate(layer_activations(model, x_all[idx])):
+                    acts[k].append(a)
+            t0 = time.perf_counter()
+            prof = complexity_of({n: torch.cat(a) for n, a in zip(names, acts)}, y_all, group_size, groups, levels)
+            result["epochs"].append(epoch)
+            for n in names:
+                result["layers"][n].append(dict(prof[n], epoch=epoch))
+            log(f"epoch {epoch}: " + ", ".join(f"{n} complexity {prof[n]['complexity']:.3f}" for n in names)
+                + f" ({time.perf_counter() - t0:.1f} s)")
+    finally:
+        torch.set_rng_state(gen_state)
+    with open(os.path.join(run_dir, COMPLEXITY), "w", encoding="utf-8") as fh:
+        json.dump(result, fh, indent=1)
+    log(f"wrote {os.path.join(run_dir, COMPLEXITY)}")
+    if plots:
+        p = plot_complexity(result, os.path.join(run_dir, "complexity.png"))
+        if p:
+            log(f"wrote {p}")
+    return result
+
+
+def plot_complexity(result: Dict, path: str) -> Optional[str]:
+    """Left: the degree-of-synergy profile (mean atoms per group by degree) of the last checkpoint
+    per layer; right: the representational complexity per layer over the checkpoints."""
+    plt = pyplot()
+    if plt is None:
+        return None
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    layers = list(result["layers"])
+    n = result["group_size"]
+    width = 0.8 / max(1, len(layers))
+    for k, name in enumerate(layers):
+        last = result["layers"][name][-1]
+        axes[0].bar([d + 1 + (k - (len(layers) - 1) / 2) * width for d in range(len(last["profile_mean"]))],
+                    last["profile_mean"], width=width, label=name)
+        eps = [e["epoch"] for e in result["layers"][name]]
+        axes[1].plot(eps, [e["complexity"] for e in result["layers"][name]], marker="o", label=name)
+    axes[0].set_xticks(range(1, n + 1))
+    axes[0].set_xlabel("degree of synergy")
+    axes[0].set_ylabel("bits per group (mean)")
+    axes[0].axhline(0, color="k", lw=0.5)
+    axes[0].set_title(f"profile, epoch {result['epochs'][-1]} ({result['split']} split)")
+    axes[0].legend(fontsize=8)
+    axes[1].set_xlabel("epoch")
+    axes[1].set_ylabel("representational complexity")
+    axes[1].set_title(f"groups of {n}, {result['levels']} levels, {'backprop' if result['backprop'] else 'infomorphic'}")
+    axes[1].grid(alpha=0.3)
+    axes[1].legend(fontsize=8)
+    return save(fig, path)

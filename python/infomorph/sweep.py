@@ -31,7 +31,7 @@ _OWN = {"--seeds": 1, "--jobs": 1, "--out": 1, "--seed": 1, "--threads": 1, "--r
         "--no-progress": 0}
 
 
-def parse_seeds(spec: str) -> List[int]:
+def parse_seeds(spec: str, option: str = "--seeds") -> List[int]:
     """``"0-9"``, ``"0,3,5"`` or ``"0-2,7"`` -> sorted distinct seeds."""
     seeds = set()
     try:
@@ -48,9 +48,9 @@ def parse_seeds(spec: str) -> List[int]:
             else:
                 seeds.add(int(part))
     except ValueError:
-        raise UserError(f"--seeds takes seeds like 0-9 or 0,3,5, got {spec!r}") from None
+        raise UserError(f"{option} takes numbers like 0-9 or 0,3,5, got {spec!r}") from None
     if not seeds or min(seeds) < 0:
-        raise UserError(f"--seeds takes non-negative seeds like 0-9 or 0,3,5, got {spec!r}")
+        raise UserError(f"{option} takes non-negative numbers like 0-9 or 0,3,5, got {spec!r}")
     return sorted(seeds)
 
 

@@ -5,6 +5,8 @@ Output directory:
 - ``results.json``: config, final ``test_accuracy``/``val_accuracy``, ``history`` (one entry per
   epoch: epoch, val/test/train accuracy, seconds, mean goal and mean atoms per layer), run info;
 - ``checkpoint.pt``: model, optimizer, RNG states and history (``resume=True`` continues);
+- ``checkpoints/epoch-N.pt``: the model after the epochs in ``keep_checkpoints`` (for
+  ``inspect --complexity`` over training);
 - ``accuracy.png``, ``atoms.png`` when matplotlib is installed.
 """
 from __future__ import annotations
@@ -62,6 +64,7 @@ class TrainConfig:
     output_weight_decay: float = 0.00015
     backprop_lr: float = 0.001
     val_fraction: float = 0.2
+    keep_checkpoints: List[int] = field(default_factory=list)  # epochs whose model stays in checkpoints/
     # resolved goal vectors (filled in by train(); a resumed run never rereads a goal file)
     hidden_gamma: Optional[List[float]] = None
     output_gamma: Optional[List[float]] = None
@@ -312,6 +315,10 @@ def train(
             )
             wall = wall_before + time.perf_counter() - t_start
             _atomic_save(_checkpoint(cfg, model, opt, history, device, wall), ckpt_path)
+            if epoch in cfg.keep_checkpoints:  # for inspect --complexity over training
+                os.makedirs(os.path.join(out_dir, "checkpoints"), exist_ok=True)
+                _atomic_save({"config": dataclasses.asdict(cfg), "model": model.state_dict(), "epoch": epoch},
+                             os.path.join(out_dir, "checkpoints", f"epoch-{epoch}.pt"))
             results = _results(cfg, history, wall, model)
             _atomic_json(results, os.path.join(out_dir, RESULTS))
             if on_epoch is not None:
