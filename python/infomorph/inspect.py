@@ -32,15 +32,20 @@ from .train import CHECKPOINT, TrainConfig, _batches, _load_checkpoint, build_fr
 OUTPUT = "local_atoms.json"
 
 
-def inspect_run(run_dir: str, split: str = "test", data_dir: Optional[str] = None, log=print,
-                plots: bool = True) -> Dict:
-    """Mean local atoms per label of every layer of the run in ``run_dir``; returns the JSON dict."""
+def _load_run(run_dir: str, split: str):
+    """(checkpoint state, TrainConfig) of a run directory, with one-line errors."""
     if split not in ("test", "val"):
         raise UserError(f"--split takes test or val, got {split!r}")
     if not os.path.isdir(run_dir):
         raise UserError(f"inspect: {run_dir!r} is not a run directory (one that python -m infomorph train --out wrote)")
     state = _load_checkpoint(os.path.join(run_dir, CHECKPOINT), run_dir)
-    cfg = TrainConfig.from_dict(state["config"])
+    return state, TrainConfig.from_dict(state["config"])
+
+
+def inspect_run(run_dir: str, split: str = "test", data_dir: Optional[str] = None, log=print,
+                plots: bool = True) -> Dict:
+    """Mean local atoms per label of every layer of the run in ``run_dir``; returns the JSON dict."""
+    state, cfg = _load_run(run_dir, split)
     if cfg.backprop:
         raise UserError(f"inspect: {run_dir!r} is a backprop run; local atoms are of infomorphic layers")
     data = load_dataset(cfg.dataset, data_dir or cfg.data_dir, cfg.val_fraction, cfg.seed, cfg.limit_train,
@@ -187,12 +192,7 @@ def complexity_run(run_dir: str, split: str = "test", data_dir: Optional[str] = 
     split; writes RUN_DIR/complexity.json and complexity.png."""
     import time
 
-    if split not in ("test", "val"):
-        raise UserError(f"--split takes test or val, got {split!r}")
-    if not os.path.isdir(run_dir):
-        raise UserError(f"inspect: {run_dir!r} is not a run directory (one that python -m infomorph train --out wrote)")
-    state = _load_checkpoint(os.path.join(run_dir, CHECKPOINT), run_dir)
-    cfg = TrainConfig.from_dict(state["config"])
+    state, cfg = _load_run(run_dir, split)
     data = load_dataset(cfg.dataset, data_dir or cfg.data_dir, cfg.val_fraction, cfg.seed, cfg.limit_train,
                         cfg.limit_test)
     x_all, y_all = (data.x_test, data.y_test) if split == "test" else (data.x_val, data.y_val)

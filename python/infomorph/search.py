@@ -162,19 +162,9 @@ def parse_space(space_file: Optional[str], fixes: Sequence[str]) -> Tuple[Dict[s
     ranges: Dict[str, Tuple[float, float]] = {n: (-1.0, 1.0) for n in names}
     fixed: Dict[str, float] = {}
     if space_file is not None:
-        if not os.path.isfile(space_file):
-            raise UserError(f"--space: the file {space_file!r} does not exist")
-        try:
-            with open(space_file) as fh:
-                text = fh.read()
-            if space_file.endswith(".json"):
-                spec = json.loads(text)
-            else:
-                import yaml
+        from .sweep import read_spec_file
 
-                spec = yaml.safe_load(text)
-        except Exception as e:  # noqa: BLE001 - any parse error is the file's
-            raise UserError(f"--space: {space_file} is not valid YAML/JSON ({str(e).splitlines()[0]})") from None
+        spec = read_spec_file(space_file, "--space")
         if isinstance(spec, dict) and isinstance(spec.get("space"), dict):
             spec = spec["space"]
         if not isinstance(spec, dict) or not spec:

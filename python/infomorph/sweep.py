@@ -140,6 +140,22 @@ def run_seeds(train_args: Sequence[str], seeds: Sequence[int], out_dir: str, job
     return summary
 
 
+def read_spec_file(path: str, option: str, what: str = "the file"):
+    """A YAML (or .json) file's content; a missing or unparsable file is a UserError naming ``option``."""
+    if not os.path.isfile(path):
+        raise UserError(f"{option}: {what} {path!r} does not exist")
+    with open(path) as fh:
+        text = fh.read()
+    try:
+        if path.endswith(".json"):
+            return json.loads(text)
+        import yaml
+
+        return yaml.safe_load(text)
+    except Exception as e:  # noqa: BLE001 - any parse error is the file's
+        raise UserError(f"{option}: {path} is not valid YAML/JSON ({str(e).splitlines()[0]})") from None
+
+
 def _stats(values: List[float]) -> Dict[str, float]:
     if not values:
         return {}
@@ -235,19 +251,7 @@ def run_experiment(path: str, out_dir: str, jobs: int = 1, log=print) -> Dict:
     Writes DIR/<name>/ per configuration, DIR/sweep.json, DIR/sweep.md and DIR/accuracy.png (and
     DIR/accuracy_vs_hidden.png when the configurations differ in hidden size: a ``model`` key
     groups them into one band each)."""
-    if not os.path.isfile(path):
-        raise UserError(f"sweep: the experiment file {path!r} does not exist")
-    with open(path) as fh:
-        text = fh.read()
-    try:
-        if path.endswith(".json"):
-            spec = json.loads(text)
-        else:
-            import yaml
-
-            spec = yaml.safe_load(text)
-    except Exception as e:  # noqa: BLE001 - any parse error is the file's
-        raise UserError(f"sweep: {path} is not valid YAML/JSON ({str(e).splitlines()[0]})") from None
+    spec = read_spec_file(path, "sweep", "the experiment file")
     if not isinstance(spec, dict) or not isinstance(spec.get("runs"), dict) or not spec["runs"]:
         raise UserError(f"sweep: {path} needs a 'runs' mapping of name -> train options (and optional seeds, base)")
     seeds = parse_seeds(str(spec.get("seeds", "0")))
