@@ -10,14 +10,11 @@
 #include <string>
 #include <vector>
 
+#include "pid_common.h"
+
 namespace infomorph {
 namespace cpu {
 namespace {
-
-struct Row {  // a sparse row of C: (subset index 0..S-1, coefficient)
-    std::vector<int> col;
-    std::vector<double> val;
-};
 
 struct GroupWorkspace {
     // joint cells: direct map code -> slot (-1 = free), reset through the list of used codes
@@ -33,13 +30,13 @@ struct GroupWorkspace {
     std::vector<int64_t> cellidx;    // [Umax * S] cell of slot u in subset table s (s = S-1: u itself)
     std::vector<double> acc;         // [A]
 
-    GroupWorkspace(int64_t full_cells, int64_t umax, int64_t K, int S, const std::vector<int64_t>& cells, int A)
+    GroupWorkspace(int64_t full_cells, int64_t umax, int64_t K, int S, const CellLayout& layout, int A)
         : slot(size_t(full_cells), -1), cnt(size_t(umax * K), 0), tot(size_t(umax), 0), tlist(size_t(umax * K)),
           tnum(size_t(umax), 0), m(S), q(S), touched(S), cellidx(size_t(umax) * S), acc(A) {
         codes.reserve(size_t(umax));
         for (int s = 0; s < S - 1; ++s) {
-            m[s].assign(size_t(cells[s] * K), 0);
-            q[s].assign(size_t(cells[s]), 0);
+            m[s].assign(size_t(layout.cells[s + 1] * K), 0);
+            q[s].assign(size_t(layout.cells[s + 1]), 0);
         }
     }
 };
@@ -50,31 +47,13 @@ void pid_groups_run(const int32_t* sym, int64_t N, int64_t B, int64_t L, const i
                     const int64_t* groups, int64_t G, int n, const int32_t* coef, int A, double h_t, double* red,
                     int num_threads) {
     const int S = (1 << n) - 1;  // subsets by mask 1..S; index s = mask - 1, full set last
-    int64_t full = 1;
-    for (int j = 0; j < n; ++j) full *= L;
-    std::vector<int64_t> cells(S);
-    std::vector<std::vector<int64_t>> stride(S, std::vector<int64_t>(n, 0));
-    for (int mask = 1; mask <= S; ++mask) {
-        int64_t st = 1;
-        for (int j = 0; j < n; ++j)
-            if (mask & (1 << j)) {
-                stride[mask - 1][j] = st;
-                st *= L;
-            }
-        cells[mask - 1] = st;
-    }
-    std::vector<Row> rows(A);
+    const CellLayout layout(std::vector<int64_t>(size_t(n), L));  // subset mask s + 1 <-> index s
+    const int64_t full = layout.cells[S];
+    const SparseCoef C(coef, A, S, nullptr);                        // columns: subset index s = mask - 1
     std::vector<int> single(A, -1);  // the subset of a one-part antichain, else -1
-    for (int a = 0; a < A; ++a) {
-        for (int s = 0; s < S; ++s) {
-            const int32_t c = coef[size_t(a) * S + s];
-            if (c != 0) {
-                rows[a].col.push_back(s);
-                rows[a].val.push_back(double(c));
-            }
-        }
-        if (rows[a].col.size() == 1 && rows[a].val[0] == 1.0) single[a] = rows[a].col[0];
-    }
+    for (int a = 0; a < A; ++a)
+        if (C.row_ptr[a + 1] - C.row_ptr[a] == 1 && C.row_val[C.row_ptr[a]] == 1.0) single[a] = C.row_col[C.row_ptr[a]];
+    const auto stride = [&](int s, int j) { return int64_t(layout.stride[size_t(s + 1) * n + j]); };
     // log2 of every count a table can hold (N_a, D_a <= B)
     std::vector<double> lg(size_t(B) + 1, 0.0);
     for (int64_t v = 1; v <= B; ++v) lg[size_t(v)] = std::log2(double(v));
@@ -83,7 +62,7 @@ void pid_groups_run(const int32_t* sym, int64_t N, int64_t B, int64_t L, const i
 
 #pragma omp parallel num_threads(num_threads)
     {
-        GroupWorkspace ws(full, umax, K, S, cells, A);
+        GroupWorkspace ws(full, umax, K, S, layout, A);
 #pragma omp for schedule(dynamic, 16)
         for (int64_t g = 0; g < G; ++g) {
             const int64_t* gr = groups + g * n;
@@ -91,7 +70,7 @@ void pid_groups_run(const int32_t* sym, int64_t N, int64_t B, int64_t L, const i
             int64_t fstride[4];
             for (int j = 0; j < n; ++j) {
                 col[j] = sym + gr[j] * B;
-                fstride[j] = stride[S - 1][j];
+                fstride[j] = stride(S - 1, j);
             }
             // 1. joint cells (first-appearance order) and their label counts
             int64_t U = 0;
@@ -126,7 +105,7 @@ void pid_groups_run(const int32_t* sym, int64_t N, int64_t B, int64_t L, const i
                 const int32_t nt = ws.tnum[u];
                 for (int s = 0; s < S - 1; ++s) {
                     int64_t c = 0;
-                    for (int j = 0; j < n; ++j) c += digit[j] * stride[s][j];
+                    for (int j = 0; j < n; ++j) c += digit[j] * stride(s, j);
                     ci[s] = c;
                     if (ws.q[s][size_t(c)] == 0) ws.touched[s].push_back(int32_t(c));
                     ws.q[s][size_t(c)] += ws.tot[u];
@@ -168,20 +147,19 @@ void pid_groups_run(const int32_t* sym, int64_t N, int64_t B, int64_t L, const i
                 const double tu = double(ws.tot[u]);
                 for (int a = 0; a < A; ++a) {
                     if (single[a] >= 0) continue;
-                    const Row& r = rows[a];
-                    const int nnz = int(r.col.size());
+                    const int e0 = C.row_ptr[a], e1 = C.row_ptr[a + 1];
                     double D = 0.0;
-                    for (int e = 0; e < nnz; ++e) {
-                        const int s = r.col[e];
-                        D += r.val[e] * (s == S - 1 ? tu : double(ws.q[s][size_t(ci[s])]));
+                    for (int e = e0; e < e1; ++e) {
+                        const int s = C.row_col[e];
+                        D += C.row_val[e] * (s == S - 1 ? tu : double(ws.q[s][size_t(ci[s])]));
                     }
                     double part = -tu * lg[size_t(D)];
                     for (int32_t k = 0; k < nt; ++k) {
                         const int32_t t = tl[k];
                         double Nv = 0.0;
-                        for (int e = 0; e < nnz; ++e) {
-                            const int s = r.col[e];
-                            Nv += r.val[e] * double(s == S - 1 ? mu[t] : ws.m[s][size_t(ci[s]) * K + t]);
+                        for (int e = e0; e < e1; ++e) {
+                            const int s = C.row_col[e];
+                            Nv += C.row_val[e] * double(s == S - 1 ? mu[t] : ws.m[s][size_t(ci[s]) * K + t]);
                         }
                         part += double(mu[t]) * lg[size_t(Nv)];
                     }
