@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import operator
 from typing import Optional, Sequence, Union
 
 import torch
@@ -48,6 +49,11 @@ def _symbols(x: torch.Tensor, bins, ranges) -> (torch.Tensor, int):
     return bin_indices(x.unsqueeze(-1), b)[..., 0], k
 
 
+def _all_groups(N: int, k: int) -> torch.Tensor:
+    """Every group of k of N neurons, ``[comb(N, k), k]`` in lexicographic order."""
+    return torch.tensor(list(itertools.combinations(range(N), k)), dtype=torch.int64).view(-1, k)
+
+
 def _groups(spec, N: int, n: Optional[int], seed: int) -> torch.Tensor:
     if isinstance(spec, torch.Tensor):
         g = spec.to(torch.int64)
@@ -60,7 +66,7 @@ def _groups(spec, N: int, n: Optional[int], seed: int) -> torch.Tensor:
         k = 2 if spec == "pairs" else 3
         if N < k:
             raise ValueError(f"groups={spec!r} needs at least {k} neurons, got {N}")
-        return torch.tensor(list(itertools.combinations(range(N), k)), dtype=torch.int64)
+        return _all_groups(N, k)
     if isinstance(spec, str) and spec.startswith("random:"):
         try:
             _, count, size = spec.split(":")
@@ -95,8 +101,9 @@ def pid_labels(
     and ``h_res [G]``; with ``per_label`` also ``label_atoms``, ``label_informative``,
     ``label_misinformative`` ``[G, K, n_atoms]`` (SxPID's ``pointwise="target"``: the
     p(s | label)-weighted local atoms; their p(label)-weighted sum is ``atoms``) and
-    ``label_probs [K]``. Backend: the dense reference, vectorized over groups ("auto" or
-    "reference"); n = 1..5.
+    ``label_probs [K]``. Backends: ``"cpu"``, the fused C++ group engine (n = 1..4, levels^n <=
+    2^26, no ``per_label``), which ``"auto"`` picks where it fits; ``"reference"``, the dense
+    engine vectorized over groups (n = 1..5, ``per_label``).
     """
     if not isinstance(per_label, bool):
         raise TypeError(f"per_label must be a bool, got {type(per_label).__name__}")
@@ -135,16 +142,16 @@ def pid_labels(
     if use_cpu:
         if per_label:
             raise ValueError("per_label=True runs on the reference backend (backend='auto' or 'reference')")
-        if not _cpu_fits(sym, n, L, K, B, explain=True):
+        if not _cpu_fits(sym, n, L, K, B):
             raise ValueError("backend='cpu' needs CPU tensors, n <= 4, levels^n <= 2^26 and the built C++ engine")
         if idx is None:
             idx = torch.arange(G * n, dtype=torch.int64).view(G, n)
             sym = sym.reshape(B, G * n)
-        red = _pid_groups_cpu(sym, idx, labels, K, L, n)
+        h_t = _label_entropy(labels, K)
+        red = _pid_groups_cpu(sym, idx, labels, K, L, n, h_t)
         from .api import _result
 
-        h = torch.full((G,), _label_entropy(labels, K), dtype=torch.float64)
-        return _result(red, h, None, n, None, "cpu")
+        return _result(red, torch.full((G,), h_t, dtype=torch.float64), None, n, None, "cpu")
     cells = K * L ** n
     chunk = max(1, _CELL_BUDGET // cells)
     lab = labels.to(torch.int64).to(sym.device)
@@ -182,7 +189,7 @@ def pid_labels(
     return result
 
 
-def _cpu_fits(sym: torch.Tensor, n: int, L: int, K: int, B: int, explain: bool = False) -> bool:
+def _cpu_fits(sym: torch.Tensor, n: int, L: int, K: int, B: int) -> bool:
     from . import cpu_backend
 
     if sym.device.type != "cpu" or not 1 <= n <= 4 or L ** n > (1 << 26) or min(B, L ** n) * K > (1 << 28):
@@ -197,8 +204,9 @@ def _label_entropy(labels: torch.Tensor, K: int) -> float:
     return float(_entropy_bits(c)) if c.sum() > 0 else 0.0
 
 
-def _pid_groups_cpu(sym: torch.Tensor, idx: torch.Tensor, labels: torch.Tensor, K: int, L: int, n: int) -> torch.Tensor:
-    """Redundancies [G, A] on the fused C++ group engine (csrc/cpu/pid_groups.h)."""
+def _pid_groups_cpu(sym: torch.Tensor, idx: torch.Tensor, labels: torch.Tensor, K: int, L: int, n: int,
+                    h_t: float) -> torch.Tensor:
+    """Redundancies [G, A] on the fused C++ group engine (csrc/cpu/pid_groups.h); h_t = H(label) bits."""
     from . import cpu_backend
 
     ext = cpu_backend._load()
@@ -210,7 +218,7 @@ def _pid_groups_cpu(sym: torch.Tensor, idx: torch.Tensor, labels: torch.Tensor, 
     A = coef.shape[0]
     red = torch.empty(g.shape[0], A, dtype=torch.float64)
     ext.pid_groups(symT.data_ptr(), N, B, L, lab.data_ptr(), K, g.data_ptr(), g.shape[0], n, coef.data_ptr(), A,
-                   _label_entropy(labels, K), red.data_ptr(), cpu_backend.get_num_threads())
+                   h_t, red.data_ptr(), cpu_backend.get_num_threads())
     return red
 
 
@@ -244,7 +252,14 @@ def complexity_profile(x: torch.Tensor, labels: torch.Tensor, group_size: int = 
     of sums over groups: groups that carry no information add nothing), "complexity_mean_of_groups"
     (the mean of the per-group values where a group's MI > 1e-9), "mutual_information_mean",
     "atoms_mean" [n_atoms]}``."""
-    n = int(group_size)
+    if isinstance(max_groups, bool) or not isinstance(max_groups, int) or max_groups < 1:
+        raise ValueError(f"max_groups must be an int >= 1, got {max_groups!r}")
+    if not isinstance(x, torch.Tensor) or x.dim() != 2:
+        raise ValueError(f"x must be activations [batch, N], got {getattr(x, 'shape', type(x).__name__)}")
+    try:
+        n = operator.index(group_size)
+    except TypeError:
+        raise ValueError(f"group_size must be an int, got {group_size!r}") from None
     N = x.shape[1]
     if not 1 <= n <= lattice.MAX_SOURCES or n > N:
         raise ValueError(f"group_size must be 1..{min(N, lattice.MAX_SOURCES)}, got {group_size!r}")
@@ -253,7 +268,7 @@ def complexity_profile(x: torch.Tensor, labels: torch.Tensor, group_size: int = 
         if count > max_groups:
             raise ValueError(f"groups='all' would be {count} groups of {n} of {N} neurons (over {max_groups}); "
                              "use groups='random:K'")
-        spec = torch.tensor(list(itertools.combinations(range(N), n)), dtype=torch.int64).view(-1, n)
+        spec = _all_groups(N, n)
     elif isinstance(groups, str) and groups.startswith("random:") and groups.count(":") == 1:
         spec = f"{groups}:{n}"
     elif isinstance(groups, torch.Tensor) and groups.dim() == 2 and groups.shape[1] == n:

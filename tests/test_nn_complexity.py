@@ -33,6 +33,14 @@ def test_profile_sums_atoms_by_degree_and_complexity_is_the_ratio_of_sums():
         ik.complexity_profile(x, labels, group_size=3, groups="all", bins=4, max_groups=10)
     with pytest.raises(ValueError, match="group_size"):
         ik.complexity_profile(x, labels, group_size=7, bins=4)
+    with pytest.raises(ValueError, match="group_size must be an int"):
+        ik.complexity_profile(x, labels, group_size=2.5, bins=4)
+    with pytest.raises(ValueError, match="max_groups must be an int >= 1"):
+        ik.complexity_profile(x, labels, group_size=2, bins=4, max_groups=0)
+    with pytest.raises(ValueError, match="groups must be 'all', 'random:K'"):
+        ik.complexity_profile(x, labels, group_size=2, groups="pairs", bins=4)
+    with pytest.raises(ValueError, match=r"x must be activations \[batch, N\]"):
+        ik.complexity_profile(x[:, :, None], labels, group_size=2, bins=4)
 
 
 def _cli(*args):
