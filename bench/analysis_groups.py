@@ -27,19 +27,14 @@ from _env import environment  # noqa: E402
 
 
 def activations(run_dir: str):
-    from infomorph.data import load_dataset
-    from infomorph.inspect import layer_activations
-    from infomorph.train import CHECKPOINT, TrainConfig, _batches, _load_checkpoint, build_from_config
+    """The first hidden layer's firing probabilities on the run's test split, and the labels."""
+    from infomorph.inspect import layer_activations, load_run
+    from infomorph.train import _batches
 
-    state = _load_checkpoint(os.path.join(run_dir, CHECKPOINT), run_dir)
-    cfg = TrainConfig.from_dict(state["config"])
-    data = load_dataset(cfg.dataset, cfg.data_dir, cfg.val_fraction, cfg.seed, cfg.limit_train, cfg.limit_test)
-    model = build_from_config(cfg, data.in_features, data.n_classes)
-    model.load_state_dict(state["model"])
-    model.eval()
+    _, cfg, model, x, y = load_run(run_dir, "test")
     torch.manual_seed(cfg.seed)
-    acts = torch.cat([layer_activations(model, data.x_test[idx])[0] for idx in _batches(data.x_test.shape[0], 1024)])
-    return acts.double(), data.y_test
+    acts = torch.cat([layer_activations(model, x[idx])[0] for idx in _batches(x.shape[0], 1024)])
+    return acts.double(), y
 
 
 def main() -> int:

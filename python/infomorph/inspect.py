@@ -32,21 +32,16 @@ from .train import CHECKPOINT, TrainConfig, _batches, _load_checkpoint, build_fr
 OUTPUT = "local_atoms.json"
 
 
-def _load_run(run_dir: str, split: str):
-    """(checkpoint state, TrainConfig) of a run directory, with one-line errors."""
+def load_run(run_dir: str, split: str = "test", data_dir: Optional[str] = None, backprop_ok: bool = True):
+    """A trained run: ``(checkpoint state, TrainConfig, model with the final weights in eval
+    mode, x, labels of the split)``, with one-line errors for a bad directory, split or run."""
     if split not in ("test", "val"):
         raise UserError(f"--split takes test or val, got {split!r}")
     if not os.path.isdir(run_dir):
         raise UserError(f"inspect: {run_dir!r} is not a run directory (one that python -m infomorph train --out wrote)")
     state = _load_checkpoint(os.path.join(run_dir, CHECKPOINT), run_dir)
-    return state, TrainConfig.from_dict(state["config"])
-
-
-def inspect_run(run_dir: str, split: str = "test", data_dir: Optional[str] = None, log=print,
-                plots: bool = True) -> Dict:
-    """Mean local atoms per label of every layer of the run in ``run_dir``; returns the JSON dict."""
-    state, cfg = _load_run(run_dir, split)
-    if cfg.backprop:
+    cfg = TrainConfig.from_dict(state["config"])
+    if cfg.backprop and not backprop_ok:
         raise UserError(f"inspect: {run_dir!r} is a backprop run; local atoms are of infomorphic layers")
     data = load_dataset(cfg.dataset, data_dir or cfg.data_dir, cfg.val_fraction, cfg.seed, cfg.limit_train,
                         cfg.limit_test)
@@ -56,6 +51,13 @@ def inspect_run(run_dir: str, split: str = "test", data_dir: Optional[str] = Non
     model = build_from_config(cfg, data.in_features, data.n_classes)
     model.load_state_dict(state["model"])
     model.eval()
+    return state, cfg, model, x_all, y_all
+
+
+def inspect_run(run_dir: str, split: str = "test", data_dir: Optional[str] = None, log=print,
+                plots: bool = True) -> Dict:
+    """Mean local atoms per label of every layer of the run in ``run_dir``; returns the JSON dict."""
+    state, cfg, model, x_all, y_all = load_run(run_dir, split, data_dir, backprop_ok=False)
     names = layer_names(model)
     ik = engine()
     K = data.n_classes
@@ -137,20 +139,11 @@ COMPLEXITY = "complexity.json"
 def layer_activations(model, x: torch.Tensor) -> List[torch.Tensor]:
     """Firing probabilities ``[batch, N]`` of every layer (hidden..., output) in evaluation mode
     (no label context), for infomorphic and backprop networks alike."""
-    from .models import BackpropNet, sample_pm1
+    from .models import BackpropNet
 
     if isinstance(model, BackpropNet):
-        zero = () if model.eval_context == "bias" else (1,)
-        lat: List[Optional[torch.Tensor]] = [None] * len(model.hidden)
-        thetas: List[torch.Tensor] = []
-        for _ in range(model.passes):
-            inp, thetas = x, []
-            for i, layer in enumerate(model.hidden):
-                theta = layer.activation(*layer.aggregate([inp, None, lat[i]], zero=zero))
-                thetas.append(theta)
-                lat[i] = sample_pm1(theta)
-                inp = lat[i]
-        return thetas + [torch.sigmoid(model.logits(x, None))]
+        thetas, logits = model.passes_and_logits(x, None)
+        return thetas + [torch.sigmoid(logits)]
     outs, out = model.run(x, None, grad=False)
     return [o.theta for o in outs] + [out.theta]
 
@@ -192,17 +185,11 @@ def complexity_run(run_dir: str, split: str = "test", data_dir: Optional[str] = 
     split; writes RUN_DIR/complexity.json and complexity.png."""
     import time
 
-    state, cfg = _load_run(run_dir, split)
-    data = load_dataset(cfg.dataset, data_dir or cfg.data_dir, cfg.val_fraction, cfg.seed, cfg.limit_train,
-                        cfg.limit_test)
-    x_all, y_all = (data.x_test, data.y_test) if split == "test" else (data.x_val, data.y_val)
-    if x_all.shape[0] == 0:
-        raise UserError(f"inspect: the {split} split of this run is empty")
+    state, cfg, model, x_all, y_all = load_run(run_dir, split, data_dir)
     stages = [(ep, torch.load(p, map_location="cpu", weights_only=False)["model"]) for ep, p in _checkpoints(run_dir)]
     final_epoch = len(state["history"])
     if not stages or stages[-1][0] != final_epoch:
         stages.append((final_epoch, state["model"]))
-    model = build_from_config(cfg, data.in_features, data.n_classes)
     names = layer_names(model)
     result = {"run": os.path.abspath(run_dir), "split": split, "group_size": group_size, "groups": groups,
               "levels": levels, "backprop": bool(cfg.backprop), "epochs": [], "layers": {n: [] for n in names}}

@@ -275,19 +275,26 @@ class BackpropNet(nn.Module):
     def optimizer_groups(self, optim=None) -> List[Dict]:
         return [dict(params=list(self.parameters()), **dict(DEFAULT_BACKPROP_OPTIM, **(optim or {})))]
 
-    def logits(self, x: torch.Tensor, label: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """Output layer's F ``[batch, n_classes]``; differentiable through both passes."""
+    def passes_and_logits(self, x: torch.Tensor, label: Optional[torch.Tensor] = None):
+        """``(hidden thetas of the last pass, each [batch, N_i], output layer's F [batch,
+        n_classes])``; differentiable through both passes."""
         zero = () if label is not None or self.eval_context == "bias" else (1,)
         lat: List[Optional[torch.Tensor]] = [None] * len(self.hidden)
+        thetas: List[torch.Tensor] = []
         for _ in range(self.passes):
-            inp = x
+            inp, thetas = x, []
             for i, layer in enumerate(self.hidden):
                 srcs = layer.aggregate([inp, label, lat[i]], zero=zero)
                 theta = layer.activation(*srcs)
+                thetas.append(theta)
                 y = sample_pm1(theta) + 2.0 * (theta - theta.detach())  # straight-through
                 lat[i] = y
                 inp = y
-        return self.output.aggregate([inp, None], zero=(1,))[0]
+        return thetas, self.output.aggregate([inp, None], zero=(1,))[0]
+
+    def logits(self, x: torch.Tensor, label: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Output layer's F ``[batch, n_classes]``; differentiable through both passes."""
+        return self.passes_and_logits(x, label)[1]
 
     def loss_fn(self, x: torch.Tensor, label: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(self.logits(x, label), target)
