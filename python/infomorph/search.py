@@ -17,6 +17,7 @@ the paper, and fANOVA), the single and the successive ablation of the best goal,
 """
 from __future__ import annotations
 
+import argparse
 import contextlib
 import csv
 import datetime
@@ -64,21 +65,15 @@ def add_search_parsers(sub, positive) -> None:
     s.add_argument("--heartbeat", type=positive, default=30,
                    help="seconds between a running trial's heartbeats; a trial is failed and retried after 2x that")
     s.add_argument("--out", required=True, help="output directory (best_goal.yaml, trials.csv, search.json)")
-    s.add_argument("--worker", type=int, default=None, help=argparse_suppress())
+    s.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)  # set by --jobs for its workers
     add_model_options(s, epochs_help="epochs per trial (default 10)")
     a = sub.add_parser("analyze", help="importances, ablations and plots of a search directory")
     a.add_argument("search_dir", metavar="DIR", help="a directory written by search --out")
-    a.add_argument("--ablation-seeds", type=positive, default=3, help="seeds per ablated goal (0: importances only)")
+    a.add_argument("--ablation-seeds", type=positive, default=3, help="seeds per ablated goal (--no-ablation: importances only)")
     a.add_argument("--no-ablation", action="store_true", help="importances and history only")
     a.add_argument("--epochs", type=positive, default=None, help="epochs per ablation run (default: the study's)")
     a.add_argument("--jobs", type=positive, default=1, help="ablation runs at a time (cores split among them)")
     a.add_argument("--threads", type=positive, default=None, help="torch CPU threads in total")
-
-
-def argparse_suppress():
-    import argparse
-
-    return argparse.SUPPRESS
 
 
 def run_command(args, argv: Sequence[str]) -> int:
@@ -90,7 +85,7 @@ def run_command(args, argv: Sequence[str]) -> int:
     settings = settings_from_args(args)
     if args.worker is not None:
         _set_threads(args.threads)
-        run_worker(settings, args.worker, show_progress=False)
+        run_worker(settings, args.worker)
         return 0
     summary = run_search(settings, argv, jobs=args.jobs, threads=args.threads, show_progress=not args.no_progress)
     print(json.dumps({"out": settings.out, "trials": summary["trials_by_state"], "best_value": summary["best_value"],
@@ -370,7 +365,7 @@ def study_lock(settings: SearchSettings) -> Iterator[None]:
     """Serialize "count the trials, then ask for one" among workers: a PostgreSQL advisory lock
     (workers on any machine), a file lock beside an SQLite database; other storages rely on the
     check after asking."""
-    from sqlalchemy import create_engine, text
+    from sqlalchemy import text
     from sqlalchemy.engine import make_url
 
     url = make_url(settings.storage)
@@ -393,8 +388,7 @@ def study_lock(settings: SearchSettings) -> Iterator[None]:
             finally:
                 fcntl.flock(fh, fcntl.LOCK_UN)
         return
-    _ = create_engine  # no lock for other databases
-    yield
+    yield  # other databases: no lock (the check after asking still holds the count)
 
 
 _ENGINES: Dict[str, Any] = {}
@@ -443,7 +437,7 @@ class _Heartbeat:
         self._thread.join()
 
 
-def run_worker(settings: SearchSettings, worker: int = 0, show_progress: bool = True,
+def run_worker(settings: SearchSettings, worker: int = 0,
                on_trial: Optional[Callable[[Any], None]] = None, log=print) -> None:
     """Run trials until the study has ``settings.trials`` finished (complete or pruned) trials."""
     optuna = _optuna()
