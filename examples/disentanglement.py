@@ -27,6 +27,7 @@ import os
 import statistics
 import sys
 import time
+from typing import Optional
 
 import torch
 
@@ -42,11 +43,14 @@ VARIANTS = {  # name: (nonnegative, activity energy, weight energy)
 }
 
 
-def make_task(seed: int, n: int):
+def make_task(seed: int, n: int, sample_seed: Optional[int] = None):
+    """(factors, x, y) of n samples of the task of ``seed`` (its mixing Q and readout M); the
+    samples come after Q and M from the same generator, or from ``sample_seed`` (fresh draws)."""
     g = torch.Generator().manual_seed(seed)
     q, _ = torch.linalg.qr(torch.randn(FACTORS, FACTORS, generator=g, dtype=torch.float64))
     m = torch.randn(FACTORS, FACTORS, generator=g, dtype=torch.float64) / math.sqrt(FACTORS)
-    s = torch.rand(n, FACTORS, generator=g, dtype=torch.float64) * 2 - 1  # i.i.d. uniform factors
+    gs = g if sample_seed is None else torch.Generator().manual_seed(sample_seed)
+    s = torch.rand(n, FACTORS, generator=gs, dtype=torch.float64) * 2 - 1  # i.i.d. uniform factors
     x = s @ q.T
     return s, x, x @ m.T
 
@@ -72,22 +76,12 @@ def train_variant(variant: str, seed: int, hidden: int, steps: int, beta: float,
         loss.backward()
         opt.step()
     with torch.no_grad():
-        s_eval, x_eval, y_eval = _fresh_samples(seed, 20000)  # new samples of the same task
+        s_eval, x_eval, y_eval = make_task(seed, 20000, sample_seed=seed + 7777)  # new samples of the same task
         z = lin1(x_eval)
         if nonneg:
             z = torch.relu(z)
         mse = float(torch.mean((lin2(z) - y_eval) ** 2))
     return z, s_eval, mse
-
-
-def _fresh_samples(seed: int, n: int):
-    """New samples of the task of ``seed`` (same mixing and readout)."""
-    g = torch.Generator().manual_seed(seed)
-    q, _ = torch.linalg.qr(torch.randn(FACTORS, FACTORS, generator=g, dtype=torch.float64))
-    m = torch.randn(FACTORS, FACTORS, generator=g, dtype=torch.float64) / math.sqrt(FACTORS)
-    s = torch.rand(n, FACTORS, generator=torch.Generator().manual_seed(seed + 7777), dtype=torch.float64) * 2 - 1
-    x = s @ q.T
-    return s, x, x @ m.T
 
 
 def scores(z: torch.Tensor, s: torch.Tensor, bins: int = 20):
