@@ -60,7 +60,7 @@ def inspect_run(run_dir: str, split: str = "test", data_dir: Optional[str] = Non
     state, cfg, model, x_all, y_all = load_run(run_dir, split, data_dir, backprop_ok=False)
     names = layer_names(model)
     ik = engine()
-    K = data.n_classes
+    K = model.n_classes
     per = {}  # layer -> (sum [N, K, A + 1], weighted total [A + 1])
     counts = torch.zeros(K, dtype=torch.float64)
     gen_state = torch.get_rng_state()
