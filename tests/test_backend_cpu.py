@@ -241,3 +241,41 @@ def test_thread_setting():
     assert cpu_backend.get_num_threads() == max(1, torch.get_num_threads())
     with pytest.raises(ValueError, match="num_threads"):
         cpu_backend.set_num_threads(0)
+
+
+# ---- the two compiled flavours and the vector binning ------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("nbins, ranges", [((20, 20, 20), (-2.0, 2.0)), ((60, 7), (-2.0, 2.0)),
+                                           ((70, 3), (-2.0, 2.0)), ((20, 20), "adaptive")])
+def test_binning_at_edges_and_their_neighbours(dtype, nbins, ranges):
+    """Values exactly on the edges, one ulp either side, outside the range, +-inf: the vector
+    binning (AVX2 flavour, K <= 62) and the scalar one (larger K) must both follow the contract."""
+    args = _inputs(203, 5, nbins, ranges=ranges, dtype=dtype, seed=21, on_edges=False)
+    x = args[0]
+    g = torch.Generator().manual_seed(22)
+    for j, k in enumerate(nbins):
+        e = make_binning(len(nbins), list(nbins), (-2.0, 2.0), dtype=dtype).edges[j, : k + 1]
+        pick = e[torch.randint(0, k + 1, x.shape[:2], generator=g)]
+        step = torch.randint(-1, 2, x.shape[:2], generator=g).to(dtype)
+        near = torch.nextafter(pick, pick + step)
+        hit = torch.rand(x.shape[:2], generator=g) < 0.6
+        x[..., j] = torch.where(hit, torch.where(step == 0, pick, near), x[..., j])
+    x[0, :, 0], x[1, :, 0], x[2, :, 0] = 1e30, -1e30, 0.0
+    _check(args)
+
+
+def test_baseline_flavour_agrees_with_the_oracle():
+    """INFOMORPH_CPU_BASELINE=1 forces the portable kernels (no AVX2): the same checks pass there."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, INFOMORPH_CPU_BASELINE="1")
+    code = ("import infomorph_kernels._cpu as c, sys; sys.exit(0 if c.simd_path() == 'baseline' else 3)")
+    assert subprocess.run([sys.executable, "-c", code], env=env).returncode == 0, "the flag did not select the baseline"
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__, "-k",
+                        "(matches_reference or binning_at_edges or theta_extremes or adaptive or thread_count) and not baseline"],
+                       env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]

@@ -126,6 +126,7 @@ struct SparseCoef {
     std::vector<double> col_val;
     double sum_w = 0.0;          // sum_alpha w_alpha (the -(1/ln2) sum_a w_a term of the backward)
 
+    SparseCoef() = default;
     SparseCoef(const int32_t* coef, int A_, int S_, const double* w) : A(A_), S(S_) {
         row_ptr.assign(A + 1, 0);
         for (int a = 0; a < A; ++a) {

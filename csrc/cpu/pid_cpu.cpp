@@ -187,6 +187,7 @@ int pid_layer(uintptr_t x, uintptr_t theta, uintptr_t edges, int64_t edge_stride
         plan.set_moebius(reinterpret_cast<const double*>(moebius));
     }
     plan.local_full = int(local_full);
+    plan.split_rows(reinterpret_cast<const int32_t*>(coef), !plan.local);
     LayerPointers ptr{x, theta, edges, clamp_lo, clamp_hi, red, h_y, dtheta, 0, 0, 0, 0};
     if (plan.local) {
         ptr.local_inf = local_out[0];

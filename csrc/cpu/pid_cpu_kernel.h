@@ -50,6 +50,26 @@
 #include "pid_common.h"
 #include "pid_cpu_simd.h"
 
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#include <immintrin.h>
+#endif
+
+// Phase timers for bench/cpu_phases.cpp (a single-threaded profiling build only; compiled out otherwise).
+#ifdef INFOMORPH_PHASE_TIMERS
+#include <x86intrin.h>
+namespace infomorph { namespace cpu { inline uint64_t g_phase_cycles[16]; } }
+#define INFOMORPH_PHASE_START uint64_t ik_phase_t = __rdtsc();
+#define INFOMORPH_PHASE(k)                                   \
+    {                                                        \
+        const uint64_t t_ = __rdtsc();                       \
+        ::infomorph::cpu::g_phase_cycles[k] += t_ - ik_phase_t; \
+        ik_phase_t = t_;                                     \
+    }
+#else
+#define INFOMORPH_PHASE_START
+#define INFOMORPH_PHASE(k)
+#endif
+
 namespace infomorph {
 namespace cpu {
 
@@ -76,6 +96,42 @@ struct LayerPlan {
     int local_full = 0;            // row of coef of the full-set antichain {1..n}
     std::vector<int> moebius_ptr, moebius_col;  // sparse rows of the Moebius matrix M [A, A] (local)
     std::vector<double> moebius_val;
+    // The rows evaluated per occupied joint cell (cell_rows, Ac of them, with their own sparse C
+    // and weights) and the single-subset rows a = {s}, s a proper subset, evaluated per slot of
+    // table s instead (N_a = m_s and D_a = count_s are that slot's own sums, so sum_y m log2(m /
+    // count) and the slot's gradient terms need no per-cell work): split_rows().
+    int Ac = 0;
+    std::vector<int> cell_rows, slot_row, slot_sub;
+    SparseCoef ccoef;
+    std::vector<double> cw;
+
+    // split: move the single-subset rows to the slots (not with local atoms, which need every
+    // row per cell). Call after A, S, local and w are set.
+    void split_rows(const int32_t* c, bool split) {
+        cell_rows.clear();
+        slot_row.clear();
+        slot_sub.clear();
+        std::vector<int32_t> sub;
+        for (int a = 0; a < A; ++a) {
+            int nnz = 0, col = -1;
+            for (int q = 0; q < S; ++q)
+                if (c[size_t(a) * S + q] != 0) {
+                    ++nnz;
+                    col = q;
+                }
+            if (split && nnz == 1 && col != S - 1 && c[size_t(a) * S + col] == 1) {
+                slot_row.push_back(a);
+                slot_sub.push_back(col);
+            } else {
+                cell_rows.push_back(a);
+                sub.insert(sub.end(), c + size_t(a) * S, c + size_t(a + 1) * S);
+            }
+        }
+        Ac = int(cell_rows.size());
+        cw.clear();
+        for (int a : cell_rows) cw.push_back(w.empty() ? 0.0 : w[size_t(a)]);
+        ccoef = SparseCoef(sub.data(), Ac, S, w.empty() ? nullptr : cw.data());
+    }
 
     void set_moebius(const double* m) {
         moebius_ptr.assign(size_t(A) + 1, 0);
@@ -186,6 +242,29 @@ public:
         return v;
     }
 
+    // slot() of keys[0..n) into out[0..n): the same lookups with the table's state in locals, so
+    // the stores through the map cannot alias it (slot() reloads used_ after every store).
+    void slots_of(const uint32_t* __restrict keys, int64_t n, int32_t* __restrict out) {
+        if (!direct_) {
+            for (int64_t i = 0; i < n; ++i) out[i] = slot(keys[i]);
+            return;
+        }
+        int32_t* __restrict dmap = dmap_.data();
+        uint32_t* __restrict sk = slot_key_.data();
+        int32_t used = used_;
+        for (int64_t i = 0; i < n; ++i) {
+            const uint32_t key = keys[i];
+            const int32_t old = dmap[key];
+            const int32_t fresh = old >> 31;
+            const int32_t v = (old & ~fresh) | (used & fresh);
+            dmap[key] = v;
+            sk[used] = key;
+            used -= fresh;
+            out[i] = v;
+        }
+        used_ = used;
+    }
+
     // Sparse reset: only the entries this neuron touched (never a sweep of all cells).
     void reset() {
         if (direct_) {
@@ -218,7 +297,9 @@ struct Workspace {
     std::vector<CellTable> tab;        // [S + 1], tab[s] for subset mask s (tab[S] = joint cells)
     std::vector<int32_t> sample_uid;   // [B] joint-cell slot of each sample
     std::vector<int32_t> ubins;        // [B * n] bins of each occupied joint cell
-    std::vector<int32_t> slots;        // [B * S] slot of each occupied joint cell in each table
+    std::vector<int32_t> slots;        // [S][B] slot of each occupied joint cell in each table
+    std::vector<uint32_t> cells;       // [B] joint cell of each sample, then a subset table's keys
+    std::vector<int32_t> sbins;        // [n][B] bin of each sample per source
     std::vector<double> wl;            // [2 * B] sum_a w_a l_a(y) per occupied joint cell
     std::vector<double> lcell;         // [B][2][3A + 1] local atoms per occupied joint cell (local)
     std::vector<double> lpart;         // [2A] i+ and i- of one cell and output
@@ -226,7 +307,8 @@ struct Workspace {
     // (plain double storage viewed as vd: vd is declared with 8-byte alignment for exactly this)
     std::vector<double> gath;          // [3][S][kHalves] vd: gathered m(fire), m(silent), count
     std::vector<double> nd, lnd;       // [3][A][kHalves] vd: N(fire), N(silent), D and their log2
-    std::vector<double> ratio;         // [A][kHalves] vd: M(y) / N_a(y)
+    std::vector<double> ratio;         // [2][A][kHalves] vd: M(y) / N_a(y)
+    std::vector<double> red_slot;      // [A] redundancy sums of the single-subset rows
     std::vector<double> red_lane;      // [A][kHalves] vd
 
     // What the buffers were sized for: a later call with the same key reuses them as they are
@@ -245,6 +327,8 @@ struct Workspace {
         sample_uid.resize(size_t(p.B));
         ubins.resize(size_t(p.B) * p.n);
         slots.resize(size_t(p.B) * p.S);
+        cells.resize(size_t(p.B));
+        sbins.resize(size_t(p.B) * p.n);
         if (p.need_grad) wl.resize(size_t(2 * p.B));
         if (p.local) {
             lcell.resize(size_t(p.B) * 2 * (3 * p.A + 1));
@@ -253,10 +337,190 @@ struct Workspace {
         gath.resize(size_t(3) * p.S * kLanes);
         nd.resize(size_t(3) * p.A * kLanes);
         lnd.resize(size_t(3) * p.A * kLanes);
-        ratio.resize(size_t(p.A) * kLanes);
+        ratio.resize(size_t(2) * p.A * kLanes);
+        red_slot.resize(size_t(p.A));
         red_lane.resize(size_t(p.A) * kLanes);
     }
 };
+
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#define INFOMORPH_X86_VECTOR_BINNING 1
+// Vector binning for the AVX2 + FMA flavour (intrinsics inside target("avx2,fma") functions: only
+// that flavour calls them). One source of one neuron: x values at xs[i * row], i < B.
+
+// The index guess of bin_index for a vector of values, and its verification against the edges:
+// the result is the lower bound exactly when pad[idx] < v and !(pad[idx + 1] < v), with
+// pad = {-inf, edges[0..K], +inf}. Lanes that fail (a wrong guess, NaN, -inf) are redone by
+// bin_index itself, so the vector path returns bin_index's answer for every value.
+constexpr int kVecBinMaxK = 62;  // the padded edge table lives on the stack
+
+__attribute__((target("avx2,fma"))) inline float absmax_avx2(const float* xs, int64_t row, int64_t B) {
+    const __m256i off = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(int(row)));
+    const __m256 mag = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
+    __m256 m = _mm256_setzero_ps();
+    const int64_t n8 = B & ~int64_t(7);
+    for (int64_t i = 0; i < n8; i += 8)  // max_ps(a, m) returns m where a is NaN: NaN is ignored
+        m = _mm256_max_ps(_mm256_and_ps(_mm256_i32gather_ps(xs + i * row, off, 4), mag), m);
+    alignas(32) float r[8];
+    _mm256_store_ps(r, m);
+    float s = 0.0f;
+    for (int l = 0; l < 8; ++l) s = r[l] > s ? r[l] : s;
+    for (int64_t i = n8; i < B; ++i) {
+        const float a = std::abs(xs[i * row]);
+        s = a > s ? a : s;
+    }
+    return s;
+}
+
+__attribute__((target("avx2,fma"))) inline double absmax_avx2(const double* xs, int64_t row, int64_t B) {
+    const __m128i off = _mm_mullo_epi32(_mm_setr_epi32(0, 1, 2, 3), _mm_set1_epi32(int(row)));
+    const __m256d mag = _mm256_castsi256_pd(_mm256_set1_epi64x(0x7FFFFFFFFFFFFFFFLL));
+    __m256d m = _mm256_setzero_pd();
+    const int64_t n4 = B & ~int64_t(3);
+    for (int64_t i = 0; i < n4; i += 4)
+        m = _mm256_max_pd(_mm256_and_pd(_mm256_i32gather_pd(xs + i * row, off, 8), mag), m);
+    alignas(32) double r[4];
+    _mm256_store_pd(r, m);
+    double s = 0.0;
+    for (int l = 0; l < 4; ++l) s = r[l] > s ? r[l] : s;
+    for (int64_t i = n4; i < B; ++i) {
+        const double a = std::abs(xs[i * row]);
+        s = a > s ? a : s;
+    }
+    return s;
+}
+
+// Bins of one source for all B samples into bins[i]; cells[i] = (first ? 0 : cells[i]) + b * jstride.
+// scale > 0: the value is divided by it first (adaptive ranges). bad |= any x not finite.
+__attribute__((target("avx2,fma"))) inline void bin_source_avx2(const float* xs, int64_t row, int64_t B,
+                                                                 const float* edges, int K, float lo, float hi,
+                                                                 float scale, double e0, double inv_width,
+                                                                 uint32_t jstride, bool first, int32_t* bins,
+                                                                 uint32_t* cells, bool& bad) {
+    const int64_t n8 = K <= kVecBinMaxK ? (B & ~int64_t(7)) : 0;
+    float pad[kVecBinMaxK + 3];
+    if (n8 > 0) {
+        pad[0] = -INFINITY;
+        for (int k = 0; k <= K; ++k) pad[k + 1] = edges[k];
+        pad[K + 2] = INFINITY;
+    }
+    const __m256i off = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(int(row)));
+    const __m256 vlo = _mm256_set1_ps(lo), vhi = _mm256_set1_ps(hi), vsc = _mm256_set1_ps(scale);
+    const __m256 ve0 = _mm256_set1_ps(float(e0)), viw = _mm256_set1_ps(float(inv_width));
+    const __m256 vK = _mm256_set1_ps(float(K)), vzero = _mm256_setzero_ps();
+    const __m256i one = _mm256_set1_epi32(1), izero = _mm256_setzero_si256();
+    const __m256i km1 = _mm256_set1_epi32(K - 1), kp1 = _mm256_set1_epi32(K + 1);
+    const __m256i vstride = _mm256_set1_epi32(int(jstride));
+    const bool div = scale > 0.0f;
+    __m256 nonfinite = vzero;
+    for (int64_t i = 0; i < n8; i += 8) {
+        __m256 v = _mm256_i32gather_ps(xs + i * row, off, 4);
+        nonfinite = _mm256_or_ps(nonfinite, _mm256_cmp_ps(_mm256_sub_ps(v, v), vzero, _CMP_NEQ_UQ));
+        if (div) v = _mm256_div_ps(v, vsc);
+        const __m256 raw = v;
+        v = _mm256_blendv_ps(v, vlo, _mm256_cmp_ps(v, vlo, _CMP_LT_OQ));  // torch.clamp order
+        v = _mm256_blendv_ps(v, vhi, _mm256_cmp_ps(vhi, v, _CMP_LT_OQ));
+        const __m256 t = _mm256_mul_ps(_mm256_sub_ps(v, ve0), viw);
+        __m256i idx = _mm256_add_epi32(_mm256_cvttps_epi32(t), one);
+        idx = _mm256_blendv_epi8(kp1, idx, _mm256_castps_si256(_mm256_cmp_ps(t, vK, _CMP_LT_OQ)));
+        idx = _mm256_and_si256(idx, _mm256_castps_si256(_mm256_cmp_ps(t, vzero, _CMP_GE_OQ)));
+        const __m256 elo = _mm256_i32gather_ps(pad, idx, 4);
+        const __m256 ehi = _mm256_i32gather_ps(pad + 1, idx, 4);
+        const __m256 ok = _mm256_andnot_ps(_mm256_cmp_ps(ehi, v, _CMP_LT_OQ), _mm256_cmp_ps(elo, v, _CMP_LT_OQ));
+        __m256i b = _mm256_min_epi32(_mm256_max_epi32(_mm256_sub_epi32(idx, one), izero), km1);
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(bins + i), b);
+        int fail = ~_mm256_movemask_ps(ok) & 0xFF;
+        if (fail) {
+            alignas(32) float r[8];
+            _mm256_store_ps(r, raw);
+            while (fail) {
+                const int l = __builtin_ctz(unsigned(fail));
+                fail &= fail - 1;
+                bins[i + l] = bin_index<float>(r[l], edges, K, lo, hi, e0, inv_width);
+            }
+            b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bins + i));
+        }
+        __m256i c = _mm256_mullo_epi32(b, vstride);
+        if (!first) c = _mm256_add_epi32(c, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(cells + i)));
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(cells + i), c);
+    }
+    bad |= _mm256_movemask_ps(nonfinite) != 0;
+    for (int64_t i = n8; i < B; ++i) {
+        float v = xs[i * row];
+        bad |= !std::isfinite(v);
+        if (div) v = v / scale;
+        const int b = bin_index<float>(v, edges, K, lo, hi, e0, inv_width);
+        bins[i] = b;
+        cells[i] = (first ? 0u : cells[i]) + uint32_t(b) * jstride;
+    }
+}
+
+__attribute__((target("avx2,fma"))) inline void bin_source_avx2(const double* xs, int64_t row, int64_t B,
+                                                                 const double* edges, int K, double lo, double hi,
+                                                                 double scale, double e0, double inv_width,
+                                                                 uint32_t jstride, bool first, int32_t* bins,
+                                                                 uint32_t* cells, bool& bad) {
+    const int64_t n4 = K <= kVecBinMaxK ? (B & ~int64_t(3)) : 0;
+    double pad[kVecBinMaxK + 3];
+    if (n4 > 0) {
+        pad[0] = -INFINITY;
+        for (int k = 0; k <= K; ++k) pad[k + 1] = edges[k];
+        pad[K + 2] = INFINITY;
+    }
+    const __m128i off = _mm_mullo_epi32(_mm_setr_epi32(0, 1, 2, 3), _mm_set1_epi32(int(row)));
+    const __m256d vlo = _mm256_set1_pd(lo), vhi = _mm256_set1_pd(hi), vsc = _mm256_set1_pd(scale);
+    const __m256d ve0 = _mm256_set1_pd(e0), viw = _mm256_set1_pd(inv_width);
+    const __m256d vK = _mm256_set1_pd(double(K)), vzero = _mm256_setzero_pd();
+    const __m128i one = _mm_set1_epi32(1), izero = _mm_setzero_si128();
+    const __m128i km1 = _mm_set1_epi32(K - 1), kp1 = _mm_set1_epi32(K + 1);
+    const __m128i vstride = _mm_set1_epi32(int(jstride));
+    const bool div = scale > 0.0;
+    __m256d nonfinite = vzero;
+    for (int64_t i = 0; i < n4; i += 4) {
+        __m256d v = _mm256_i32gather_pd(xs + i * row, off, 8);
+        nonfinite = _mm256_or_pd(nonfinite, _mm256_cmp_pd(_mm256_sub_pd(v, v), vzero, _CMP_NEQ_UQ));
+        if (div) v = _mm256_div_pd(v, vsc);
+        const __m256d raw = v;
+        v = _mm256_blendv_pd(v, vlo, _mm256_cmp_pd(v, vlo, _CMP_LT_OQ));
+        v = _mm256_blendv_pd(v, vhi, _mm256_cmp_pd(vhi, v, _CMP_LT_OQ));
+        const __m256d t = _mm256_mul_pd(_mm256_sub_pd(v, ve0), viw);
+        // t < K and t >= 0 as int32 masks (the low half of each 64-bit compare lane)
+        const __m128i lt = _mm256_cvtpd_epi32(_mm256_and_pd(_mm256_cmp_pd(t, vK, _CMP_LT_OQ), _mm256_set1_pd(-1.0)));
+        const __m128i ge = _mm256_cvtpd_epi32(_mm256_and_pd(_mm256_cmp_pd(t, vzero, _CMP_GE_OQ), _mm256_set1_pd(-1.0)));
+        __m128i idx = _mm_add_epi32(_mm256_cvttpd_epi32(_mm256_min_pd(t, vK)), one);
+        idx = _mm_blendv_epi8(kp1, idx, lt);
+        idx = _mm_and_si128(idx, ge);
+        const __m256d elo = _mm256_i32gather_pd(pad, idx, 8);
+        const __m256d ehi = _mm256_i32gather_pd(pad + 1, idx, 8);
+        const __m256d ok = _mm256_andnot_pd(_mm256_cmp_pd(ehi, v, _CMP_LT_OQ), _mm256_cmp_pd(elo, v, _CMP_LT_OQ));
+        __m128i b = _mm_min_epi32(_mm_max_epi32(_mm_sub_epi32(idx, one), izero), km1);
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(bins + i), b);
+        int fail = ~_mm256_movemask_pd(ok) & 0xF;
+        if (fail) {
+            alignas(32) double r[4];
+            _mm256_store_pd(r, raw);
+            while (fail) {
+                const int l = __builtin_ctz(unsigned(fail));
+                fail &= fail - 1;
+                bins[i + l] = bin_index<double>(r[l], edges, K, lo, hi, e0, inv_width);
+            }
+            b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(bins + i));
+        }
+        __m128i c = _mm_mullo_epi32(b, vstride);
+        if (!first) c = _mm_add_epi32(c, _mm_loadu_si128(reinterpret_cast<const __m128i*>(cells + i)));
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(cells + i), c);
+    }
+    bad |= _mm256_movemask_pd(nonfinite) != 0;
+    for (int64_t i = n4; i < B; ++i) {
+        double v = xs[i * row];
+        bad |= !std::isfinite(v);
+        if (div) v = v / scale;
+        const int b = bin_index<double>(v, edges, K, lo, hi, e0, inv_width);
+        bins[i] = b;
+        cells[i] = (first ? 0u : cells[i]) + uint32_t(b) * jstride;
+    }
+}
+#endif
 
 // One neuron. T: input/output dtype (float or double); NSRC: number of sources (compile time, so the
 // loops over sources and subsets unroll); kFma: the AVX2 + FMA flavour (see pid_neuron_avx2).
@@ -274,6 +538,7 @@ INFOMORPH_INLINE void pid_neuron_body(const LayerPlan& p, Workspace& ws, int64_t
     const uint32_t* __restrict stride = p.layout.stride.data();
 
     // ---- 1. binning (contract rule, in dtype T) and dedup of joint cells ----
+    INFOMORPH_PHASE_START
     T lo[NSRC], hi[NSRC], scale[NSRC];
     double e0[NSRC], inv_width[NSRC];
     int K[NSRC];
@@ -287,67 +552,118 @@ INFOMORPH_INLINE void pid_neuron_body(const LayerPlan& p, Workspace& ws, int64_t
         jstride[j] = stride[S * NSRC + j];
         scale[j] = T(0);
     }
+    const int64_t row = N * NSRC;  // x's stride between samples
+    const T* __restrict xn = x + neuron * NSRC;
+#ifdef INFOMORPH_X86_VECTOR_BINNING
+    // the vector flavour gathers 8 (float) or 4 (double) samples at a time with int32 offsets
+    const bool vec_bin = kFma && int64_t(8) * row < (int64_t(1) << 31);
+#else
+    const bool vec_bin = false;
+#endif
     if (p.adaptive) {
-        for (int64_t i = 0; i < B; ++i) {
-            const T* xi = x + (i * N + neuron) * NSRC;
-            for (int j = 0; j < NSRC; ++j) {
-                const T a = std::abs(xi[j]);
-                scale[j] = a > scale[j] ? a : scale[j];
+        if (vec_bin) {
+#ifdef INFOMORPH_X86_VECTOR_BINNING
+            if constexpr (kFma)
+                for (int j = 0; j < NSRC; ++j) scale[j] = absmax_avx2(xn + j, row, B);
+#endif
+        } else {
+            for (int64_t i = 0; i < B; ++i) {
+                const T* xi = xn + i * row;
+                for (int j = 0; j < NSRC; ++j) {
+                    const T a = std::abs(xi[j]);
+                    scale[j] = a > scale[j] ? a : scale[j];
+                }
             }
         }
     }
+    // 1a. bins of every sample per source (sbins) and its joint cell (cells)
+    uint32_t* __restrict cells = ws.cells.data();
+    int32_t* __restrict sbins = ws.sbins.data();
+    bool bad_x = false, bad_t = false;
+    bool done = false;
+#ifdef INFOMORPH_X86_VECTOR_BINNING
+    if constexpr (kFma) {
+        if (vec_bin) {
+            for (int j = 0; j < NSRC; ++j) {
+                const T sc = p.adaptive && scale[j] > T(0) ? scale[j] : T(0);
+                bin_source_avx2(xn + j, row, B, edges + j * p.edge_stride, K[j], lo[j], hi[j], sc, e0[j],
+                                inv_width[j], jstride[j], j == 0, sbins + j * B, cells, bad_x);
+            }
+            done = true;
+        }
+    }
+#endif
+    if (!done) {
+        for (int64_t i = 0; i < B; ++i) {
+            const T* xi = xn + i * row;
+            uint32_t cell = 0;
+            for (int j = 0; j < NSRC; ++j) {
+                T v = xi[j];
+                bad_x |= !std::isfinite(v);
+                if (p.adaptive && scale[j] > T(0)) v = v / scale[j];  // one IEEE division in dtype T
+                const int b = bin_index<T>(v, edges + j * p.edge_stride, K[j], lo[j], hi[j], e0[j], inv_width[j]);
+                sbins[j * B + i] = b;
+                cell += uint32_t(b) * jstride[j];
+            }
+            cells[i] = cell;
+        }
+    }
+    INFOMORPH_PHASE(13)
+    // 1b. joint-cell slot of every sample (first-appearance order)
     CellTable& joint = ws.tab[S];
     int32_t* __restrict sample_uid = ws.sample_uid.data();
     int32_t* __restrict ubins = ws.ubins.data();
+    joint.slots_of(cells, B, sample_uid);
+    INFOMORPH_PHASE(14)
+    // 1c. theta mass and count per joint cell, the bins of each occupied cell
     double P0 = 0.0, P1 = 0.0;  // raw sums of theta(fire), theta(silent): p(y) = P_y / B
-    bool bad_x = false, bad_t = false;
-    for (int64_t i = 0; i < B; ++i) {
-        const T* xi = x + (i * N + neuron) * NSRC;
-        int b[NSRC];
-        uint32_t cell = 0;
-        for (int j = 0; j < NSRC; ++j) {
-            T v = xi[j];
-            bad_x |= !std::isfinite(v);
-            if (p.adaptive && scale[j] > T(0)) v = v / scale[j];  // one IEEE division in dtype T
-            b[j] = bin_index<T>(v, edges + j * p.edge_stride, K[j], lo[j], hi[j], e0[j], inv_width[j]);
-            cell += uint32_t(b[j]) * jstride[j];
+    {
+        CellAcc* __restrict jacc = joint.acc();
+        for (int64_t i = 0; i < B; ++i) {
+            const int32_t u = sample_uid[i];
+            for (int j = 0; j < NSRC; ++j) ubins[u * NSRC + j] = sbins[j * B + i];  // same cell, same bins
+            // theta(silent) = 1 - theta(fire) per sample in double, never count - sum (cancellation)
+            const double t0 = double(theta[i * N + neuron]);
+            bad_t |= !(t0 >= 0.0 && t0 <= 1.0);  // NaN too
+            const double t1 = 1.0 - t0;
+            CellAcc& c = jacc[u];
+            c.m0 += t0;
+            c.m1 += t1;
+            c.cnt += 1.0;
+            P0 += t0;
+            P1 += t1;
         }
-        const int32_t u = joint.slot(cell);
-        for (int j = 0; j < NSRC; ++j) ubins[u * NSRC + j] = b[j];  // same cell, same bins
-        sample_uid[i] = u;
-        // theta(silent) = 1 - theta(fire) per sample in double, never count - sum (cancellation)
-        const double t0 = double(theta[i * N + neuron]);
-        bad_t |= !(t0 >= 0.0 && t0 <= 1.0);  // NaN too
-        const double t1 = 1.0 - t0;
-        CellAcc& c = joint.acc()[u];
-        c.m0 += t0;
-        c.m1 += t1;
-        c.cnt += 1.0;
-        P0 += t0;
-        P1 += t1;
     }
     const int32_t U = joint.used();
+    INFOMORPH_PHASE(0)
     if (p.check_values) status |= (bad_x ? kBadSources : 0) | (bad_t ? kBadTheta : 0);
 
     // ---- 2. fold the occupied joint cells into the proper-subset tables ----
+    // slots[s * B + u]: slot of joint cell u in the table of subset mask s + 1 (s = S - 1: u itself)
     int32_t* __restrict slots = ws.slots.data();
     CellAcc* accp[S];
     for (int s = 0; s < S; ++s) accp[s] = ws.tab[s + 1].acc();
-    for (int32_t u = 0; u < U; ++u) {
-        const int32_t* bu = ubins + u * NSRC;
-        const CellAcc& ju = accp[S - 1][u];
-        for (int s = 1; s < S; ++s) {
+    for (int s = 1; s < S; ++s) {
+        uint32_t* __restrict keys = cells;  // the samples' joint cells are no longer needed
+        for (int32_t u = 0; u < U; ++u) {
+            const int32_t* bu = ubins + u * NSRC;
             uint32_t cell = 0;
             for (int j = 0; j < NSRC; ++j) cell += uint32_t(bu[j]) * stride[s * NSRC + j];
-            const int32_t v = ws.tab[s].slot(cell);
-            CellAcc& c = accp[s - 1][v];
-            c.m0 += ju.m0;
-            c.m1 += ju.m1;
-            c.cnt += ju.cnt;
-            slots[u * S + (s - 1)] = v;
+            keys[u] = cell;
         }
-        slots[u * S + (S - 1)] = u;
+        int32_t* __restrict sl = slots + (s - 1) * B;
+        ws.tab[s].slots_of(keys, U, sl);
+        CellAcc* __restrict acc = accp[s - 1];
+        const CellAcc* __restrict jacc = accp[S - 1];
+        for (int32_t u = 0; u < U; ++u) {
+            CellAcc& c = acc[sl[u]];
+            c.m0 += jacc[u].m0;
+            c.m1 += jacc[u].m1;
+            c.cnt += jacc[u].cnt;
+        }
     }
+    for (int32_t u = 0; u < U; ++u) slots[(S - 1) * B + u] = u;
+    INFOMORPH_PHASE(1)
 
     // ---- 3. kLanes occupied joint cells at a time: N, D, logs, redundancies, T scatter ----
     const double invB = 1.0 / double(B);
@@ -355,13 +671,14 @@ INFOMORPH_INLINE void pid_neuron_body(const LayerPlan& p, Workspace& ws, int64_t
     const double lp[2] = {P0 > 0.0 ? std::log2(p0) : 0.0, P1 > 0.0 ? std::log2(p1) : 0.0};
     const double H = (P0 > 0.0 ? -p0 * lp[0] : 0.0) + (P1 > 0.0 ? -p1 * lp[1] : 0.0);
 
-    const int* __restrict row_ptr = p.coef.row_ptr.data();
-    const int* __restrict row_col = p.coef.row_col.data();
-    const double* __restrict row_val = p.coef.row_val.data();
-    const int* __restrict col_ptr = p.coef.col_ptr.data();
-    const int* __restrict col_row = p.coef.col_row.data();
-    const double* __restrict col_val = p.coef.col_val.data();
-    const double* __restrict wd = p.w.data();
+    const int* __restrict row_ptr = p.ccoef.row_ptr.data();
+    const int* __restrict row_col = p.ccoef.row_col.data();
+    const double* __restrict row_val = p.ccoef.row_val.data();
+    const int* __restrict col_ptr = p.ccoef.col_ptr.data();
+    const int* __restrict col_row = p.ccoef.col_row.data();
+    const double* __restrict col_val = p.ccoef.col_val.data();
+    const double* __restrict wd = p.cw.data();  // weights of the cell rows
+    const int Ac = p.Ac;
     const double* __restrict log2_int = p.log2_int ? p.log2_int->data() : nullptr;
     const bool int_table = log2_int != nullptr;
     constexpr int V = kHalves;
@@ -375,7 +692,48 @@ INFOMORPH_INLINE void pid_neuron_body(const LayerPlan& p, Workspace& ws, int64_t
     double* __restrict wl = p.need_grad ? ws.wl.data() : nullptr;
     double* __restrict lcell = lout.inf != nullptr ? ws.lcell.data() : nullptr;  // [U][2][3A + 1]
     const double log2B = std::log2(double(B));
-    for (int i = 0; i < A * V; ++i) red_lane[i] = vsplat(0.0);
+    for (int i = 0; i < Ac * V; ++i) red_lane[i] = vsplat(0.0);
+
+    // 3a. single-subset rows a = {s} per slot of table s: N_a(y) = m_s(y), D_a = count_s there, so
+    // the cells of a slot share log2 N_a - log2 D_a. Forward: sum over slots of sum_y m (log2 m -
+    // log2 count). Backward (summed over the cells of the slot): sum_a w_a l_a(y) and the scatter
+    // M / N_a summed over the slot's cells, which is [m > 0]; both go into T_s(y, slot), which
+    // step 4 gathers as (1/ln2) T: T += w_a ([m > 0] + ln2 l_a(y)) with l_a = 0 where m = 0.
+    double* __restrict red_slot = ws.red_slot.data();
+    for (size_t q = 0; q < p.slot_row.size(); ++q) {
+        const int a = p.slot_row[q], sub = p.slot_sub[q];
+        CellAcc* __restrict acc = accp[sub];
+        const int32_t used = ws.tab[sub + 1].used();
+        const double wa = p.need_grad ? p.w[size_t(a)] : 0.0;
+        const double ln2 = 1.0 / kInvLn2;
+        vd rsum = vsplat(0.0);
+        for (int32_t v0 = 0; v0 < used; v0 += kVec) {
+            const int nv = std::min<int32_t>(kVec, used - v0);
+            vd m0 = vsplat(0.0), m1 = vsplat(0.0), cn = vsplat(1.0);  // padding: m = 0 adds nothing
+            for (int e = 0; e < nv; ++e) {
+                m0[e] = acc[v0 + e].m0;
+                m1[e] = acc[v0 + e].m1;
+                cn[e] = acc[v0 + e].cnt;
+            }
+            vd lc;
+            if (int_table) {
+                for (int e = 0; e < kVec; ++e) lc[e] = log2_int[int64_t(cn[e])];
+            } else {
+                lc = log2v<kFma>(cn);
+            }
+            const vd d0 = log2v<kFma>(m0) - lc, d1 = log2v<kFma>(m1) - lc;
+            rsum += m0 * d0 + m1 * d1;
+            if (p.need_grad) {
+                const vd g0 = vselect(m0 > 0.0, wa * (1.0 + ln2 * (d0 - lp[0])), vsplat(0.0));
+                const vd g1 = vselect(m1 > 0.0, wa * (1.0 + ln2 * (d1 - lp[1])), vsplat(0.0));
+                for (int e = 0; e < nv; ++e) {
+                    acc[v0 + e].t0 += g0[e];
+                    acc[v0 + e].t1 += g1[e];
+                }
+            }
+        }
+        red_slot[q] = rsum[0] + rsum[1] + rsum[2] + rsum[3];
+    }
 
     for (int32_t u0 = 0; u0 < U; u0 += L) {
         const int nl = std::min<int32_t>(L, U - u0);
@@ -388,20 +746,21 @@ INFOMORPH_INLINE void pid_neuron_body(const LayerPlan& p, Workspace& ws, int64_t
                 gcn[s * V + h] = vsplat(1.0);
             }
         for (int l = 0; l < nl; ++l) {
-            const int32_t* su = slots + (u0 + l) * S;
+            const int32_t uu = u0 + l;
             const int h = l / kVec, e = l % kVec;
             for (int s = 0; s < S; ++s) {
-                const CellAcc& c = accp[s][su[s]];
+                const CellAcc& c = accp[s][slots[s * B + uu]];
                 gm0[s * V + h][e] = c.m0;
                 gm1[s * V + h][e] = c.m1;
                 gcn[s * V + h][e] = c.cnt;
             }
         }
+        INFOMORPH_PHASE(2)
         const vd* M0 = gm0 + (S - 1) * V;  // the joint cell's own theta mass M(y) and count
         const vd* M1 = gm1 + (S - 1) * V;
         const vd* Cn = gcn + (S - 1) * V;
         // N_a(y) = C m(y), D_a = C count, with the lower bounds of the header comment
-        for (int a = 0; a < A; ++a) {
+        for (int a = 0; a < Ac; ++a) {
             vd n0[V], n1[V], d[V];
             for (int h = 0; h < V; ++h) n0[h] = n1[h] = d[h] = vsplat(0.0);
             for (int k = row_ptr[a]; k < row_ptr[a + 1]; ++k) {
@@ -415,26 +774,29 @@ INFOMORPH_INLINE void pid_neuron_body(const LayerPlan& p, Workspace& ws, int64_t
             }
             for (int h = 0; h < V; ++h) {
                 nd[a * V + h] = vmax(n0[h], M0[h]);
-                nd[(A + a) * V + h] = vmax(n1[h], M1[h]);
-                nd[(2 * A + a) * V + h] = vmax(d[h], Cn[h]);
+                nd[(Ac + a) * V + h] = vmax(n1[h], M1[h]);
+                nd[(2 * Ac + a) * V + h] = vmax(d[h], Cn[h]);
             }
         }
-        for (int i = 0; i < 2 * A * V; ++i) lnd[i] = log2v<kFma>(nd[i]);
+        INFOMORPH_PHASE(3)
+        for (int i = 0; i < 2 * Ac * V; ++i) lnd[i] = log2v<kFma>(nd[i]);
         if (int_table) {  // D is an exact integer in [1, B]
-            for (int i = 2 * A * V; i < 3 * A * V; ++i)
+            for (int i = 2 * Ac * V; i < 3 * Ac * V; ++i)
                 for (int e = 0; e < kVec; ++e) lnd[i][e] = log2_int[int64_t(nd[i][e])];
         } else {
-            for (int i = 2 * A * V; i < 3 * A * V; ++i) lnd[i] = log2v<kFma>(nd[i]);
+            for (int i = 2 * Ac * V; i < 3 * Ac * V; ++i) lnd[i] = log2v<kFma>(nd[i]);
         }
+        INFOMORPH_PHASE(4)
         const vd* l0 = lnd;
-        const vd* l1 = lnd + A * V;
-        const vd* ld = lnd + 2 * A * V;
+        const vd* l1 = lnd + Ac * V;
+        const vd* ld = lnd + 2 * Ac * V;
         // redundancies: M(y) = 0 multiplies the (finite) log of N = 0 by 0
-        for (int a = 0; a < A; ++a)
+        for (int a = 0; a < Ac; ++a)
             for (int h = 0; h < V; ++h) {
                 const int i = a * V + h;
                 red_lane[i] += M0[h] * (l0[i] - ld[i]) + M1[h] * (l1[i] - ld[i]);
             }
+        INFOMORPH_PHASE(5)
         if (lcell != nullptr) {
             // local atoms of each occupied realization (y, cell), SxPID's definitions:
             // i+ = -log2 D_a = log2 B - log2 D_raw, i- = log2 p(y) - log2 N_a(y) = lp + log2 B - log2 N_raw,
@@ -485,18 +847,19 @@ INFOMORPH_INLINE void pid_neuron_body(const LayerPlan& p, Workspace& ws, int64_t
                 }
             }
         }
+        INFOMORPH_PHASE(6)
         if (!p.need_grad) continue;
 
         for (int y = 0; y < 2; ++y) {
-            const vd* ny = nd + y * A * V;
-            const vd* ly = lnd + y * A * V;
+            const vd* ny = nd + y * Ac * V;
+            const vd* ly = lnd + y * Ac * V;
             const vd* My = y == 0 ? M0 : M1;
             const double lpy = lp[y];
             // sum_a w_a l_a(y) with l := 0 where N_a(y) = 0: a sample with theta_j(y) = 0 still
             // receives this term of its gradient
             vd acc[V];
             for (int h = 0; h < V; ++h) acc[h] = vsplat(0.0);
-            for (int a = 0; a < A; ++a) {
+            for (int a = 0; a < Ac; ++a) {
                 const double wa = wd[a];
                 for (int h = 0; h < V; ++h) {
                     const int i = a * V + h;
@@ -504,47 +867,56 @@ INFOMORPH_INLINE void pid_neuron_body(const LayerPlan& p, Workspace& ws, int64_t
                 }
             }
             for (int l = 0; l < nl; ++l) wl[2 * (u0 + l) + y] = acc[l / kVec][l % kVec];
+            INFOMORPH_PHASE(7)
             // u summed over the cell: M(y) sum_a w_a C[a, s] / N_a(y); M / N <= 1 since N >= M,
             // and M = N = 0 gives 0 / 1
-            for (int i = 0; i < A * V; ++i)
-                ratio[i] = My[i % V] / vselect(ny[i] > 0.0, ny[i], vsplat(1.0));
-            for (int s = 0; s < S; ++s) {
-                vd v[V];
-                for (int h = 0; h < V; ++h) v[h] = vsplat(0.0);
-                for (int k = col_ptr[s]; k < col_ptr[s + 1]; ++k) {
-                    const vd vc = vsplat(col_val[k]);
-                    const vd* r = ratio + col_row[k] * V;
-                    for (int h = 0; h < V; ++h) v[h] = vfma<kFma>(vc, r[h], v[h]);
-                }
-                // second scatter: T_s(y, cell_s) += u
-                for (int l = 0; l < nl; ++l) {
-                    CellAcc& c = accp[s][slots[(u0 + l) * S + s]];
-                    const double val = v[l / kVec][l % kVec];
-                    if (y == 0)
-                        c.t0 += val;
-                    else
-                        c.t1 += val;
+            vd* ry = ratio + y * Ac * V;
+            for (int i = 0; i < Ac * V; ++i)
+                ry[i] = My[i % V] / vselect(ny[i] > 0.0, ny[i], vsplat(1.0));
+            INFOMORPH_PHASE(8)
+        }
+        // second scatter, both outputs at once: T_s(y, cell_s) += u
+        for (int s = 0; s < S; ++s) {
+            vd v0[V], v1[V];
+            for (int h = 0; h < V; ++h) v0[h] = v1[h] = vsplat(0.0);
+            for (int k = col_ptr[s]; k < col_ptr[s + 1]; ++k) {
+                const vd vc = vsplat(col_val[k]);
+                const vd* r0 = ratio + col_row[k] * V;
+                const vd* r1 = r0 + Ac * V;
+                for (int h = 0; h < V; ++h) {
+                    v0[h] = vfma<kFma>(vc, r0[h], v0[h]);
+                    v1[h] = vfma<kFma>(vc, r1[h], v1[h]);
                 }
             }
+            if (col_ptr[s] == col_ptr[s + 1]) continue;
+            const int32_t* __restrict sl = slots + s * B + u0;
+            CellAcc* __restrict as = accp[s];
+            for (int l = 0; l < nl; ++l) {
+                CellAcc& c = as[sl[l]];
+                c.t0 += v0[l / kVec][l % kVec];
+                c.t1 += v1[l / kVec][l % kVec];
+            }
         }
+        INFOMORPH_PHASE(9)
     }
 
-    for (int a = 0; a < A; ++a) {
+    for (int k = 0; k < Ac; ++k) {
         double r = 0.0;
-        for (int l = 0; l < L; ++l) r += red_lane[a * V + l / kVec][l % kVec];
-        red[neuron * A + a] = T(r * invB + H);
+        for (int l = 0; l < L; ++l) r += red_lane[k * V + l / kVec][l % kVec];
+        red[neuron * A + p.cell_rows[size_t(k)]] = T(r * invB + H);
     }
+    for (size_t q = 0; q < p.slot_row.size(); ++q) red[neuron * A + p.slot_row[q]] = T(red_slot[q] * invB + H);
     h_y[neuron] = T(H);
+    INFOMORPH_PHASE(10)
 
     // ---- 4. backward, part 2: gather T per occupied joint cell, dtheta per sample ----
     if (p.need_grad) {
         const double c0 = P0 > 0.0 ? p.coef.sum_w * kInvLn2 + p.gamma_h * (lp[0] + kInvLn2) : 0.0;
         const double c1 = P1 > 0.0 ? p.coef.sum_w * kInvLn2 + p.gamma_h * (lp[1] + kInvLn2) : 0.0;
         for (int32_t u = 0; u < U; ++u) {
-            const int32_t* su = slots + u * S;
             double G0 = 0.0, G1 = 0.0;
             for (int s = 0; s < S; ++s) {
-                const CellAcc& c = accp[s][su[s]];
+                const CellAcc& c = accp[s][slots[s * B + u]];
                 G0 += c.t0;
                 G1 += c.t1;
             }
@@ -554,6 +926,7 @@ INFOMORPH_INLINE void pid_neuron_body(const LayerPlan& p, Workspace& ws, int64_t
         }
         for (int64_t i = 0; i < B; ++i) dtheta[i * N + neuron] = T(wl[2 * sample_uid[i]]);
     }
+    INFOMORPH_PHASE(11)
 
     if (lcell != nullptr) {  // every sample gets the values of its joint cell
         const int W = 3 * A + 1;
@@ -576,6 +949,7 @@ INFOMORPH_INLINE void pid_neuron_body(const LayerPlan& p, Workspace& ws, int64_t
     }
 
     for (int s = 1; s <= S; ++s) ws.tab[s].reset();
+    INFOMORPH_PHASE(12)
 }
 
 // The two compiled flavours of the neuron kernel; run_layer picks one per call with
