@@ -88,6 +88,11 @@ int run_layer(const LayerPlan& plan, const LayerPointers& ptr, int num_threads) 
     std::atomic<int> failed{0};
     std::atomic<int> status{0};
     const int threads = int(std::max<int64_t>(1, std::min<int64_t>(num_threads, N)));
+    const bool blocked = Workspace::blocked(plan);
+    const int64_t n = plan.n, B = plan.B;
+    // blocks of consecutive neurons: about four per thread, at most Workspace::kBlock
+    const int64_t nb = blocked ? std::max<int64_t>(1, std::min<int64_t>(Workspace::kBlock, (N + 4 * threads - 1) / (4 * threads))) : 1;
+    const int64_t nblocks = (N + nb - 1) / nb;
     auto body = [&]() {
         Workspace* ws = nullptr;
         try {
@@ -97,8 +102,36 @@ int run_layer(const LayerPlan& plan, const LayerPointers& ptr, int num_threads) 
         }
         int st = 0;
 #pragma omp for schedule(dynamic)
-        for (int64_t neuron = 0; neuron < N; ++neuron) {
-            if (ws) neuron_fn(plan, *ws, neuron, x, theta, edges, lo, hi, red, h_y, dtheta, st, lout);
+        for (int64_t blk = 0; blk < nblocks; ++blk) {
+            if (!ws) continue;
+            const int64_t j0 = blk * nb, j1 = std::min(N, j0 + nb), m = j1 - j0;
+            if (!blocked) {
+                for (int64_t j = j0; j < j1; ++j) {
+                    const NeuronIO<T> io{x + j * n, N * n, 1, theta + j, N, dtheta ? dtheta + j : nullptr, N};
+                    neuron_fn(plan, *ws, j, io, edges, lo, hi, red, h_y, st, lout);
+                }
+                continue;
+            }
+            T* xb = reinterpret_cast<T*>(ws->xbuf.data());
+            T* tb = reinterpret_cast<T*>(ws->tbuf.data());
+            T* db = dtheta ? reinterpret_cast<T*>(ws->dbuf.data()) : nullptr;
+            for (int64_t i = 0; i < B; ++i) {  // one pass over the block's rows
+                const T* xr = x + (i * N + j0) * n;
+                const T* tr = theta + i * N + j0;
+                for (int64_t q = 0; q < m; ++q) {
+                    for (int64_t jj = 0; jj < n; ++jj) xb[(q * n + jj) * B + i] = xr[q * n + jj];
+                    tb[q * B + i] = tr[q];
+                }
+            }
+            for (int64_t q = 0; q < m; ++q) {
+                const NeuronIO<T> io{xb + q * n * B, 1, B, tb + q * B, 1, db ? db + q * B : nullptr, 1};
+                neuron_fn(plan, *ws, j0 + q, io, edges, lo, hi, red, h_y, st, lout);
+            }
+            if (db)
+                for (int64_t i = 0; i < B; ++i) {
+                    T* dr = dtheta + i * N + j0;
+                    for (int64_t q = 0; q < m; ++q) dr[q] = db[q * B + i];
+                }
         }
         status.fetch_or(st);
     };

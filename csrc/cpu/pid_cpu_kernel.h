@@ -180,6 +180,19 @@ struct LocalOut {
     T* h_res = nullptr;
 };
 
+// Where one neuron's per-sample data lives: x of source j, sample i at x[i * xi + j * xj], theta at
+// theta[i * ti], dtheta at dtheta[i * di]. Either the layer's tensors themselves (strided) or a
+// thread's transposed copy of a block of neurons (unit sample stride; run_layer).
+template <typename T>
+struct NeuronIO {
+    const T* x;
+    int64_t xi, xj;
+    const T* theta;
+    int64_t ti;
+    T* dtheta;
+    int64_t di;
+};
+
 // Value problems found while binning (only with LayerPlan::check_values), OR-ed per neuron.
 constexpr int kBadSources = 1;  // a non-finite source value
 constexpr int kBadTheta = 2;    // theta NaN or outside [0, 1]
@@ -300,15 +313,24 @@ struct Workspace {
     std::vector<int32_t> slots;        // [S][B] slot of each occupied joint cell in each table
     std::vector<uint32_t> cells;       // [B] joint cell of each sample, then a subset table's keys
     std::vector<int32_t> sbins;        // [n][B] bin of each sample per source
+    // a block of up to kBlock neurons transposed: x [neuron][source][B], theta and dtheta [neuron][B]
+    std::vector<double> xbuf, tbuf, dbuf;
+    static constexpr int kBlock = 16;
+    // Transposed blocks when there is more than one neuron and the buffers stay small (<= 2 MB):
+    // one pass over the layer's rows serves kBlock neurons (x rows are N n values apart, so a
+    // neuron's own samples lie on B different pages), and the neuron reads its data at unit stride.
+    static bool blocked(const LayerPlan& p) { return p.N > 1 && p.B * p.n <= 16384; }
     std::vector<double> wl;            // [2 * B] sum_a w_a l_a(y) per occupied joint cell
     std::vector<double> lcell;         // [B][2][3A + 1] local atoms per occupied joint cell (local)
     std::vector<double> lpart;         // [2A] i+ and i- of one cell and output
     // lane buffers, kHalves vectors of kVec cells per row
     // (plain double storage viewed as vd: vd is declared with 8-byte alignment for exactly this)
-    std::vector<double> gath;          // [3][S][kHalves] vd: gathered m(fire), m(silent), count
+    std::vector<double> gath;          // [2][S][kHalves] vd: gathered m(fire), m(silent)
     std::vector<double> nd, lnd;       // [3][A][kHalves] vd: N(fire), N(silent), D and their log2
     std::vector<double> ratio;         // [2][A][kHalves] vd: M(y) / N_a(y)
     std::vector<double> red_slot;      // [A] redundancy sums of the single-subset rows
+    std::vector<int32_t> dcount;       // [A][kLanes] D_a per lane (integer counts)
+    std::vector<double> dl;            // [2][A][kHalves] vd: log2 N_a(y) - log2 D_a
     std::vector<double> red_lane;      // [A][kHalves] vd
 
     // What the buffers were sized for: a later call with the same key reuses them as they are
@@ -328,17 +350,24 @@ struct Workspace {
         ubins.resize(size_t(p.B) * p.n);
         slots.resize(size_t(p.B) * p.S);
         cells.resize(size_t(p.B));
+        if (blocked(p)) {  // double storage, also used for float data
+            xbuf.resize(size_t(kBlock) * p.B * p.n);
+            tbuf.resize(size_t(kBlock) * p.B);
+            if (p.need_grad) dbuf.resize(size_t(kBlock) * p.B);
+        }
         sbins.resize(size_t(p.B) * p.n);
         if (p.need_grad) wl.resize(size_t(2 * p.B));
         if (p.local) {
             lcell.resize(size_t(p.B) * 2 * (3 * p.A + 1));
             lpart.resize(size_t(2) * p.A);
         }
-        gath.resize(size_t(3) * p.S * kLanes);
+        gath.resize(size_t(2) * p.S * kLanes);
         nd.resize(size_t(3) * p.A * kLanes);
         lnd.resize(size_t(3) * p.A * kLanes);
         ratio.resize(size_t(2) * p.A * kLanes);
         red_slot.resize(size_t(p.A));
+        dcount.resize(size_t(p.A) * kLanes);
+        dl.resize(size_t(2) * p.A * kLanes);
         red_lane.resize(size_t(p.A) * kLanes);
     }
 };
@@ -360,7 +389,7 @@ __attribute__((target("avx2,fma"))) inline float absmax_avx2(const float* xs, in
     __m256 m = _mm256_setzero_ps();
     const int64_t n8 = B & ~int64_t(7);
     for (int64_t i = 0; i < n8; i += 8)  // max_ps(a, m) returns m where a is NaN: NaN is ignored
-        m = _mm256_max_ps(_mm256_and_ps(_mm256_i32gather_ps(xs + i * row, off, 4), mag), m);
+        m = _mm256_max_ps(_mm256_and_ps(row == 1 ? _mm256_loadu_ps(xs + i) : _mm256_i32gather_ps(xs + i * row, off, 4), mag), m);
     alignas(32) float r[8];
     _mm256_store_ps(r, m);
     float s = 0.0f;
@@ -378,7 +407,7 @@ __attribute__((target("avx2,fma"))) inline double absmax_avx2(const double* xs, 
     __m256d m = _mm256_setzero_pd();
     const int64_t n4 = B & ~int64_t(3);
     for (int64_t i = 0; i < n4; i += 4)
-        m = _mm256_max_pd(_mm256_and_pd(_mm256_i32gather_pd(xs + i * row, off, 8), mag), m);
+        m = _mm256_max_pd(_mm256_and_pd(row == 1 ? _mm256_loadu_pd(xs + i) : _mm256_i32gather_pd(xs + i * row, off, 8), mag), m);
     alignas(32) double r[4];
     _mm256_store_pd(r, m);
     double s = 0.0;
@@ -414,7 +443,7 @@ __attribute__((target("avx2,fma"))) inline void bin_source_avx2(const float* xs,
     const bool div = scale > 0.0f;
     __m256 nonfinite = vzero;
     for (int64_t i = 0; i < n8; i += 8) {
-        __m256 v = _mm256_i32gather_ps(xs + i * row, off, 4);
+        __m256 v = row == 1 ? _mm256_loadu_ps(xs + i) : _mm256_i32gather_ps(xs + i * row, off, 4);
         nonfinite = _mm256_or_ps(nonfinite, _mm256_cmp_ps(_mm256_sub_ps(v, v), vzero, _CMP_NEQ_UQ));
         if (div) v = _mm256_div_ps(v, vsc);
         const __m256 raw = v;
@@ -477,7 +506,7 @@ __attribute__((target("avx2,fma"))) inline void bin_source_avx2(const double* xs
     const bool div = scale > 0.0;
     __m256d nonfinite = vzero;
     for (int64_t i = 0; i < n4; i += 4) {
-        __m256d v = _mm256_i32gather_pd(xs + i * row, off, 8);
+        __m256d v = row == 1 ? _mm256_loadu_pd(xs + i) : _mm256_i32gather_pd(xs + i * row, off, 8);
         nonfinite = _mm256_or_pd(nonfinite, _mm256_cmp_pd(_mm256_sub_pd(v, v), vzero, _CMP_NEQ_UQ));
         if (div) v = _mm256_div_pd(v, vsc);
         const __m256d raw = v;
@@ -522,14 +551,32 @@ __attribute__((target("avx2,fma"))) inline void bin_source_avx2(const double* xs
 }
 #endif
 
+// log2 of 8 integer counts (the lanes of d, each in [1, table size)) into out[0..kHalves).
+template <bool kFma>
+INFOMORPH_INLINE void log2_of_counts(const double* __restrict table, const vi8& d, vd* out) {
+    for (int h = 0; h < kHalves; ++h)
+        for (int e = 0; e < kVec; ++e) out[h][e] = table[d[h * kVec + e]];
+}
+#ifdef INFOMORPH_X86_VECTOR_BINNING
+template <>
+__attribute__((target("avx2,fma"))) inline void log2_of_counts<true>(const double* __restrict table,
+                                                                                const vi8& d, vd* out) {
+    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(&d));  // d is only 4-byte aligned
+    const __m256d lo = _mm256_i32gather_pd(table, _mm256_castsi256_si128(v), 8);
+    const __m256d hi = _mm256_i32gather_pd(table, _mm256_extracti128_si256(v, 1), 8);
+    out[0] = reinterpret_cast<const vd&>(lo);
+    out[1] = reinterpret_cast<const vd&>(hi);
+}
+#endif
+
 // One neuron. T: input/output dtype (float or double); NSRC: number of sources (compile time, so the
 // loops over sources and subsets unroll); kFma: the AVX2 + FMA flavour (see pid_neuron_avx2).
 template <typename T, int NSRC, bool kFma>
 INFOMORPH_INLINE void pid_neuron_body(const LayerPlan& p, Workspace& ws, int64_t neuron,
-                                      const T* __restrict x, const T* __restrict theta,
+                                      const NeuronIO<T>& io,
                                       const T* __restrict edges, const T* __restrict clamp_lo,
                                       const T* __restrict clamp_hi, T* __restrict red,
-                                      T* __restrict h_y, T* __restrict dtheta, int& status,
+                                      T* __restrict h_y, int& status,
                                       const LocalOut<T>& lout) {
     constexpr int S = (1 << NSRC) - 1;
     constexpr int L = kLanes;
@@ -552,8 +599,8 @@ INFOMORPH_INLINE void pid_neuron_body(const LayerPlan& p, Workspace& ws, int64_t
         jstride[j] = stride[S * NSRC + j];
         scale[j] = T(0);
     }
-    const int64_t row = N * NSRC;  // x's stride between samples
-    const T* __restrict xn = x + neuron * NSRC;
+    const int64_t row = io.xi, xj = io.xj;  // x's strides between samples and between sources
+    const T* __restrict xn = io.x;
 #ifdef INFOMORPH_X86_VECTOR_BINNING
     // the vector flavour gathers 8 (float) or 4 (double) samples at a time with int32 offsets
     const bool vec_bin = kFma && int64_t(8) * row < (int64_t(1) << 31);
@@ -564,13 +611,13 @@ INFOMORPH_INLINE void pid_neuron_body(const LayerPlan& p, Workspace& ws, int64_t
         if (vec_bin) {
 #ifdef INFOMORPH_X86_VECTOR_BINNING
             if constexpr (kFma)
-                for (int j = 0; j < NSRC; ++j) scale[j] = absmax_avx2(xn + j, row, B);
+                for (int j = 0; j < NSRC; ++j) scale[j] = absmax_avx2(xn + j * xj, row, B);
 #endif
         } else {
             for (int64_t i = 0; i < B; ++i) {
                 const T* xi = xn + i * row;
                 for (int j = 0; j < NSRC; ++j) {
-                    const T a = std::abs(xi[j]);
+                    const T a = std::abs(xi[j * xj]);
                     scale[j] = a > scale[j] ? a : scale[j];
                 }
             }
@@ -586,7 +633,7 @@ INFOMORPH_INLINE void pid_neuron_body(const LayerPlan& p, Workspace& ws, int64_t
         if (vec_bin) {
             for (int j = 0; j < NSRC; ++j) {
                 const T sc = p.adaptive && scale[j] > T(0) ? scale[j] : T(0);
-                bin_source_avx2(xn + j, row, B, edges + j * p.edge_stride, K[j], lo[j], hi[j], sc, e0[j],
+                bin_source_avx2(xn + j * xj, row, B, edges + j * p.edge_stride, K[j], lo[j], hi[j], sc, e0[j],
                                 inv_width[j], jstride[j], j == 0, sbins + j * B, cells, bad_x);
             }
             done = true;
@@ -598,7 +645,7 @@ INFOMORPH_INLINE void pid_neuron_body(const LayerPlan& p, Workspace& ws, int64_t
             const T* xi = xn + i * row;
             uint32_t cell = 0;
             for (int j = 0; j < NSRC; ++j) {
-                T v = xi[j];
+                T v = xi[j * xj];
                 bad_x |= !std::isfinite(v);
                 if (p.adaptive && scale[j] > T(0)) v = v / scale[j];  // one IEEE division in dtype T
                 const int b = bin_index<T>(v, edges + j * p.edge_stride, K[j], lo[j], hi[j], e0[j], inv_width[j]);
@@ -623,7 +670,7 @@ INFOMORPH_INLINE void pid_neuron_body(const LayerPlan& p, Workspace& ws, int64_t
             const int32_t u = sample_uid[i];
             for (int j = 0; j < NSRC; ++j) ubins[u * NSRC + j] = sbins[j * B + i];  // same cell, same bins
             // theta(silent) = 1 - theta(fire) per sample in double, never count - sum (cancellation)
-            const double t0 = double(theta[i * N + neuron]);
+            const double t0 = double(io.theta[i * io.ti]);
             bad_t |= !(t0 >= 0.0 && t0 <= 1.0);  // NaN too
             const double t1 = 1.0 - t0;
             CellAcc& c = jacc[u];
@@ -679,12 +726,12 @@ INFOMORPH_INLINE void pid_neuron_body(const LayerPlan& p, Workspace& ws, int64_t
     const double* __restrict col_val = p.ccoef.col_val.data();
     const double* __restrict wd = p.cw.data();  // weights of the cell rows
     const int Ac = p.Ac;
+    const double sum_cw = p.ccoef.sum_w;
     const double* __restrict log2_int = p.log2_int ? p.log2_int->data() : nullptr;
     const bool int_table = log2_int != nullptr;
     constexpr int V = kHalves;
     vd* __restrict gm0 = reinterpret_cast<vd*>(ws.gath.data());           // [S][V]
     vd* __restrict gm1 = gm0 + S * V;              // [S][V]
-    vd* __restrict gcn = gm1 + S * V;              // [S][V]
     vd* __restrict nd = reinterpret_cast<vd*>(ws.nd.data());              // [3][A][V]: N(fire), N(silent), D
     vd* __restrict lnd = reinterpret_cast<vd*>(ws.lnd.data());            // log2 of nd
     vd* __restrict ratio = reinterpret_cast<vd*>(ws.ratio.data());        // [A][V]
@@ -693,6 +740,7 @@ INFOMORPH_INLINE void pid_neuron_body(const LayerPlan& p, Workspace& ws, int64_t
     double* __restrict lcell = lout.inf != nullptr ? ws.lcell.data() : nullptr;  // [U][2][3A + 1]
     const double log2B = std::log2(double(B));
     for (int i = 0; i < Ac * V; ++i) red_lane[i] = vsplat(0.0);
+    INFOMORPH_PHASE(15)
 
     // 3a. single-subset rows a = {s} per slot of table s: N_a(y) = m_s(y), D_a = count_s there, so
     // the cells of a slot share log2 N_a - log2 D_a. Forward: sum over slots of sum_y m (log2 m -
@@ -734,6 +782,7 @@ INFOMORPH_INLINE void pid_neuron_body(const LayerPlan& p, Workspace& ws, int64_t
         }
         red_slot[q] = rsum[0] + rsum[1] + rsum[2] + rsum[3];
     }
+    INFOMORPH_PHASE(15)
 
     for (int32_t u0 = 0; u0 < U; u0 += L) {
         const int nl = std::min<int32_t>(L, U - u0);
@@ -743,8 +792,9 @@ INFOMORPH_INLINE void pid_neuron_body(const LayerPlan& p, Workspace& ws, int64_t
             for (int h = 0; h < V; ++h) {
                 gm0[s * V + h] = vsplat(0.0);
                 gm1[s * V + h] = vsplat(0.0);
-                gcn[s * V + h] = vsplat(1.0);
             }
+        vi8 gci[S];  // the counts as integers (exact: at most B <= 2^27)
+        for (int s = 0; s < S; ++s) gci[s] = vi8{1, 1, 1, 1, 1, 1, 1, 1};
         for (int l = 0; l < nl; ++l) {
             const int32_t uu = u0 + l;
             const int h = l / kVec, e = l % kVec;
@@ -752,49 +802,66 @@ INFOMORPH_INLINE void pid_neuron_body(const LayerPlan& p, Workspace& ws, int64_t
                 const CellAcc& c = accp[s][slots[s * B + uu]];
                 gm0[s * V + h][e] = c.m0;
                 gm1[s * V + h][e] = c.m1;
-                gcn[s * V + h][e] = c.cnt;
+                gci[s][l] = int32_t(c.cnt);
             }
         }
         INFOMORPH_PHASE(2)
         const vd* M0 = gm0 + (S - 1) * V;  // the joint cell's own theta mass M(y) and count
         const vd* M1 = gm1 + (S - 1) * V;
-        const vd* Cn = gcn + (S - 1) * V;
-        // N_a(y) = C m(y), D_a = C count, with the lower bounds of the header comment
+        const vi8 Cn = gci[S - 1];
+        // N_a(y) = C m(y), D_a = C count (in integers: exact), with the lower bounds of the header
+        // comment; dcount[a] holds D_a of the 8 lanes
+        vi8* __restrict dcount = reinterpret_cast<vi8*>(ws.dcount.data());
         for (int a = 0; a < Ac; ++a) {
-            vd n0[V], n1[V], d[V];
-            for (int h = 0; h < V; ++h) n0[h] = n1[h] = d[h] = vsplat(0.0);
+            vd n0[V], n1[V];
+            vi8 d = vi8{0, 0, 0, 0, 0, 0, 0, 0};
+            for (int h = 0; h < V; ++h) n0[h] = n1[h] = vsplat(0.0);
             for (int k = row_ptr[a]; k < row_ptr[a + 1]; ++k) {
                 const int s = row_col[k];
-                const vd vc = vsplat(row_val[k]);
+                const double c = row_val[k];
+                const vd vc = vsplat(c);
                 for (int h = 0; h < V; ++h) {
                     n0[h] = vfma<kFma>(vc, gm0[s * V + h], n0[h]);
                     n1[h] = vfma<kFma>(vc, gm1[s * V + h], n1[h]);
-                    d[h] = vfma<kFma>(vc, gcn[s * V + h], d[h]);
                 }
+                if (c == 1.0)
+                    d += gci[s];
+                else if (c == -1.0)
+                    d -= gci[s];
+                else
+                    d += gci[s] * int32_t(c);
             }
             for (int h = 0; h < V; ++h) {
                 nd[a * V + h] = vmax(n0[h], M0[h]);
                 nd[(Ac + a) * V + h] = vmax(n1[h], M1[h]);
-                nd[(2 * Ac + a) * V + h] = vmax(d[h], Cn[h]);
             }
+            dcount[a] = d > Cn ? d : Cn;  // D >= the cell's own count (exact in integers anyway)
         }
         INFOMORPH_PHASE(3)
         for (int i = 0; i < 2 * Ac * V; ++i) lnd[i] = log2v<kFma>(nd[i]);
-        if (int_table) {  // D is an exact integer in [1, B]
-            for (int i = 2 * Ac * V; i < 3 * Ac * V; ++i)
-                for (int e = 0; e < kVec; ++e) lnd[i][e] = log2_int[int64_t(nd[i][e])];
+        if (int_table) {  // D is an exact integer in [1, B]: read log2 D from the table
+            for (int a = 0; a < Ac; ++a) log2_of_counts<kFma>(log2_int, dcount[a], lnd + (2 * Ac + a) * V);
         } else {
-            for (int i = 2 * Ac * V; i < 3 * Ac * V; ++i) lnd[i] = log2v<kFma>(nd[i]);
+            for (int a = 0; a < Ac; ++a)
+                for (int h = 0; h < V; ++h) {
+                    vd dv;
+                    for (int e = 0; e < kVec; ++e) dv[e] = double(dcount[a][h * kVec + e]);
+                    lnd[(2 * Ac + a) * V + h] = log2v<kFma>(dv);
+                }
         }
         INFOMORPH_PHASE(4)
         const vd* l0 = lnd;
         const vd* l1 = lnd + Ac * V;
         const vd* ld = lnd + 2 * Ac * V;
-        // redundancies: M(y) = 0 multiplies the (finite) log of N = 0 by 0
+        // redundancies: M(y) = 0 multiplies the (finite) log of N = 0 by 0. dl = log2 N - log2 D
+        // (both outputs) serves the backward too.
+        vd* __restrict dl = reinterpret_cast<vd*>(ws.dl.data());  // [2][Ac][V]
         for (int a = 0; a < Ac; ++a)
             for (int h = 0; h < V; ++h) {
                 const int i = a * V + h;
-                red_lane[i] += M0[h] * (l0[i] - ld[i]) + M1[h] * (l1[i] - ld[i]);
+                dl[i] = l0[i] - ld[i];
+                dl[Ac * V + i] = l1[i] - ld[i];
+                red_lane[i] += M0[h] * dl[i] + M1[h] * dl[Ac * V + i];
             }
         INFOMORPH_PHASE(5)
         if (lcell != nullptr) {
@@ -859,11 +926,23 @@ INFOMORPH_INLINE void pid_neuron_body(const LayerPlan& p, Workspace& ws, int64_t
             // receives this term of its gradient
             vd acc[V];
             for (int h = 0; h < V; ++h) acc[h] = vsplat(0.0);
-            for (int a = 0; a < Ac; ++a) {
-                const double wa = wd[a];
-                for (int h = 0; h < V; ++h) {
-                    const int i = a * V + h;
-                    acc[h] += vselect(ny[i] > 0.0, wa * (ly[i] - ld[i] - lpy), vsplat(0.0));
+            const vd* dly = dl + y * Ac * V;
+            bool all_mass = true;  // M(y) > 0 in every lane: then N_a(y) >= M(y) > 0 for every a
+            for (int h = 0; h < V; ++h)
+                for (int e = 0; e < kVec; ++e) all_mass &= My[h][e] > 0.0;
+            if (all_mass) {
+                for (int a = 0; a < Ac; ++a) {
+                    const vd wa = vsplat(wd[a]);
+                    for (int h = 0; h < V; ++h) acc[h] = vfma<kFma>(wa, dly[a * V + h], acc[h]);
+                }
+                for (int h = 0; h < V; ++h) acc[h] -= lpy * sum_cw;
+            } else {
+                for (int a = 0; a < Ac; ++a) {
+                    const double wa = wd[a];
+                    for (int h = 0; h < V; ++h) {
+                        const int i = a * V + h;
+                        acc[h] += vselect(ny[i] > 0.0, wa * (dly[i] - lpy), vsplat(0.0));
+                    }
                 }
             }
             for (int l = 0; l < nl; ++l) wl[2 * (u0 + l) + y] = acc[l / kVec][l % kVec];
@@ -924,7 +1003,7 @@ INFOMORPH_INLINE void pid_neuron_body(const LayerPlan& p, Workspace& ws, int64_t
             const double gs = (wl[2 * u + 1] + G1 * kInvLn2 - c1) * invB;
             wl[2 * u] = gf - gs;  // the cell's dtheta, in place of its (consumed) fire entry
         }
-        for (int64_t i = 0; i < B; ++i) dtheta[i * N + neuron] = T(wl[2 * sample_uid[i]]);
+        for (int64_t i = 0; i < B; ++i) io.dtheta[i * io.di] = T(wl[2 * sample_uid[i]]);
     }
     INFOMORPH_PHASE(11)
 
@@ -955,10 +1034,10 @@ INFOMORPH_INLINE void pid_neuron_body(const LayerPlan& p, Workspace& ws, int64_t
 // The two compiled flavours of the neuron kernel; run_layer picks one per call with
 // __builtin_cpu_supports (no -march flag needed at build time, no illegal instruction at run time).
 template <typename T, int NSRC>
-void pid_neuron_base(const LayerPlan& p, Workspace& ws, int64_t neuron, const T* x, const T* theta,
-                     const T* edges, const T* lo, const T* hi, T* red, T* h_y, T* dtheta, int& status,
+void pid_neuron_base(const LayerPlan& p, Workspace& ws, int64_t neuron, const NeuronIO<T>& io,
+                     const T* edges, const T* lo, const T* hi, T* red, T* h_y, int& status,
                      const LocalOut<T>& lout) {
-    pid_neuron_body<T, NSRC, false>(p, ws, neuron, x, theta, edges, lo, hi, red, h_y, dtheta, status, lout);
+    pid_neuron_body<T, NSRC, false>(p, ws, neuron, io, edges, lo, hi, red, h_y, status, lout);
 }
 
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
@@ -972,10 +1051,10 @@ void pid_neuron_base(const LayerPlan& p, Workspace& ws, int64_t neuron, const T*
 #endif
 template <typename T, int NSRC>
 INFOMORPH_AVX2_FLAVOUR void pid_neuron_avx2(const LayerPlan& p, Workspace& ws, int64_t neuron,
-                                            const T* x, const T* theta, const T* edges, const T* lo,
-                                            const T* hi, T* red, T* h_y, T* dtheta, int& status,
+                                            const NeuronIO<T>& io, const T* edges, const T* lo,
+                                            const T* hi, T* red, T* h_y, int& status,
                                             const LocalOut<T>& lout) {
-    pid_neuron_body<T, NSRC, true>(p, ws, neuron, x, theta, edges, lo, hi, red, h_y, dtheta, status, lout);
+    pid_neuron_body<T, NSRC, true>(p, ws, neuron, io, edges, lo, hi, red, h_y, status, lout);
 }
 #endif
 

@@ -25,6 +25,7 @@ typedef double vd __attribute__((vector_size(32), aligned(8)));
 typedef long long vl __attribute__((vector_size(32), aligned(8)));
 typedef unsigned long long vu __attribute__((vector_size(32), aligned(8)));
 constexpr int kVec = 4;  // doubles per vd
+typedef int32_t vi8 __attribute__((vector_size(32), aligned(4)));  // 8 counts, one per lane of a lane group
 
 INFOMORPH_INLINE vd vsplat(double v) { return vd{v, v, v, v}; }
 
