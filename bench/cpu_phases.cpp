@@ -68,7 +68,7 @@ int main(int argc, char** argv) {
         {
             // unit sample stride, as the engine reads a transposed block (pid_cpu.cpp run_layer)
             const NeuronIO<float> io{xt.data() + j * n * B, 1, B, tt.data() + j * B, 1, dth.data() + j * B, 1};
-            fn(plan, ws, j, io, edges.data(), lo.data(), hi.data(), red.data(), hy.data(), st, lout);
+            fn(plan, ws, j, io, edges.data(), lo.data(), hi.data(), red.data(), hy.data(), nullptr, st, lout);
         }
         const double us = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count() / double(N);
         if (r > 0) best_us = std::min(best_us, us);

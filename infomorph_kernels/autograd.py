@@ -153,3 +153,31 @@ class PIDFused(torch.autograd.Function):
     def backward(ctx, g_goal, g_red, g_hy, g_dtheta):
         red, h_y, dtheta, theta = ctx.saved_tensors
         return _grads(ctx, red, h_y, dtheta, theta, g_goal) + (None,)
+
+
+class CPUGoal(torch.autograd.Function):
+    """The eager path of backend "cpu" for a fixed goal (weights that need no gradient): one engine
+    call gives the goal and dG/dtheta (:func:`cpu_backend.goal_kernel_cpu`), with none of the
+    generic op's argument plumbing (a small layer's call is mostly such overhead). Returns
+    ``goal, red, h_y``; only the goal is differentiable (with respect to theta)."""
+
+    @staticmethod
+    def forward(ctx, x, theta, binning, coef, w, gamma_h, need_grad, check_values):
+        from .cpu_backend import goal_kernel_cpu
+
+        goal, red, h_y, dtheta = goal_kernel_cpu(x, theta.detach(), binning, coef, w, gamma_h, need_grad, check_values)
+        ctx.save_for_backward(dtheta, theta)
+        ctx.mark_non_differentiable(red, h_y)
+        return goal, red, h_y
+
+    @staticmethod
+    def backward(ctx, g_goal, g_red, g_hy):
+        dtheta, theta = ctx.saved_tensors
+        if dtheta.numel() == 0:
+            raise RuntimeError(
+                "pid: backward called but the forward ran without need_grad "
+                "(theta did not require grad when the goal was computed)"
+            )
+        if torch.is_grad_enabled():  # create_graph=True: differentiating this again raises
+            dtheta = _FirstOrderOnly.apply(dtheta, theta, "cpu")
+        return None, g_goal.unsqueeze(0) * dtheta, None, None, None, None, None, None

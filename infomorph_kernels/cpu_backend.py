@@ -174,3 +174,58 @@ def local_kernel_cpu(x: torch.Tensor, theta: torch.Tensor, binning, coef: torch.
     )  # fmt: skip
     _raise_on_status(status, x, theta)
     return (red, h_y) + tuple(o.transpose(0, 1) for o in outs)
+
+
+_EMPTY = {}
+
+
+def goal_kernel_cpu(x: torch.Tensor, theta: torch.Tensor, binning, coef: torch.Tensor, w: torch.Tensor,
+                    gamma_h: float, need_grad: bool, check_values: bool = False,
+                    num_threads: Optional[int] = None) -> Tuple[torch.Tensor, ...]:
+    """The public API's lean call: ``goal [N], red [N, A], h_y [N], dtheta [B, N]`` in one engine
+    call, the goal ``G = w . red + gamma_h h_y`` computed by the engine from its float64
+    redundancies. The caller has checked every argument (``ik.pid``): x [B, N, n] and theta
+    [B, N] contiguous CPU tensors of one float dtype, ``binning`` a cached
+    :class:`~.binning.Binning` of that dtype, coef the lattice's int32 [A, 2^n - 1], w a
+    contiguous float64 [A]. dtheta is empty unless need_grad."""
+    mod = _load()
+    if mod is None:
+        raise RuntimeError(f"backend 'cpu' cannot run: {unavailable_reason()}")
+    B, N, n = x.shape
+    A = coef.shape[0]
+    dt = x.dtype
+    red = torch.empty((N, A), dtype=dt)
+    h_y = torch.empty((N,), dtype=dt)
+    goal = torch.empty((N,), dtype=dt)
+    if need_grad:
+        dtheta = torch.empty((B, N), dtype=dt)
+    else:
+        dtheta = _EMPTY.get(dt)
+        if dtheta is None:
+            dtheta = _EMPTY[dt] = torch.empty((0,), dtype=dt)
+    threads = get_num_threads() if num_threads is None else int(num_threads)
+    status = mod.pid_layer(
+        x.data_ptr(), theta.data_ptr(), binning.edges.data_ptr(), binning.edges.shape[1], binning.nbins,
+        binning.clamp_lo.data_ptr(), binning.clamp_hi.data_ptr(), binning.adaptive,
+        coef.data_ptr(), A, w.data_ptr(), gamma_h, need_grad, B, N, dt == torch.float64,
+        red.data_ptr(), h_y.data_ptr(), dtheta.data_ptr() if need_grad else 0, threads, check_values,
+        goal=goal.data_ptr(),
+    )  # fmt: skip
+    if status:
+        _raise_on_status(status, x, theta)
+    return goal, red, h_y, dtheta
+
+
+def sample_pm1_cpu(theta: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """+1 with probability theta, -1 otherwise, for a float32/float64 CPU tensor, on the engine
+    (about 10x torch.rand + torch.where on 2 cores). The seed is drawn from ``generator`` (torch's
+    default generator when None), so ``torch.manual_seed`` makes the samples reproducible; the
+    uniforms come from a counter-based hash of (seed, index): no dependence on the thread count."""
+    mod = _load()
+    if mod is None:
+        raise RuntimeError(f"backend 'cpu' cannot run: {unavailable_reason()}")
+    t = theta.detach().contiguous()
+    out = torch.empty_like(t)
+    seed = int(torch.randint(-(2**63), 2**63 - 1, (1,), dtype=torch.int64, generator=generator)) & (2**64 - 1)
+    mod.sample_pm1(t.data_ptr(), out.data_ptr(), t.numel(), t.dtype == torch.float64, seed, get_num_threads())
+    return out

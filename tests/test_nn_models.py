@@ -179,7 +179,7 @@ def test_backprop_baseline_learns_and_reads_without_inversion():
     onehot = F.one_hot(y, 10).float()
     opt = torch.optim.Adam(m.parameters(), lr=0.01)
     first = None
-    for _ in range(60):
+    for _ in range(100):  # 60 steps end near 0.6 x for every seed (0.58-0.62): too close to the bound
         loss = m.loss_fn(x, onehot, y)
         first = float(loss.detach()) if first is None else first
         opt.zero_grad()

@@ -8,7 +8,7 @@ import sys
 import pytest
 import torch
 
-from infomorph_kernels import dispatch, selfcheck
+from infomorph_kernels import cpu_backend, dispatch, selfcheck
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMALL = dict(batch=40, neurons=3, bins=5)
@@ -39,7 +39,18 @@ def test_a_wrong_kernel_is_caught(monkeypatch, fault):
             dth = torch.empty(0, dtype=red.dtype)
         return red, h_y, dth
 
+    real_goal = cpu_backend.goal_kernel_cpu
+
+    def broken_goal(*args, **kw):  # the API's lean entry point into the same engine, same fault
+        goal, red, h_y, dth = real_goal(*args, **kw)
+        if fault == "no_grad_out":
+            dth = torch.empty(0, dtype=red.dtype)
+        elif fault == "offset":
+            goal = goal + 1e-4
+        return goal, red, h_y, dth
+
     monkeypatch.setattr(dispatch, "kernel", lambda name: broken)
+    monkeypatch.setattr(cpu_backend, "goal_kernel_cpu", broken_goal)
     out = io.StringIO()
     assert not selfcheck.run("cpu", ["cpu"], out=out, **SMALL)
     text = out.getvalue()

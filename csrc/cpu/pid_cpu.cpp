@@ -31,6 +31,7 @@ namespace {
 struct LayerPointers {
     uintptr_t x, theta, edges, clamp_lo, clamp_hi, red, h_y, dtheta;
     uintptr_t local_inf, local_mis, local_atoms, local_h_res;
+    uintptr_t goal;
 };
 
 // AVX2 + FMA kernels when the CPU has them; INFOMORPH_CPU_BASELINE=1 forces the portable ones
@@ -74,6 +75,7 @@ int run_layer(const LayerPlan& plan, const LayerPointers& ptr, int num_threads) 
     T* red = reinterpret_cast<T*>(ptr.red);
     T* h_y = reinterpret_cast<T*>(ptr.h_y);
     T* dtheta = reinterpret_cast<T*>(ptr.dtheta);
+    T* goal = reinterpret_cast<T*>(ptr.goal);
     LocalOut<T> lout;
     lout.inf = reinterpret_cast<T*>(ptr.local_inf);
     lout.mis = reinterpret_cast<T*>(ptr.local_mis);
@@ -108,7 +110,7 @@ int run_layer(const LayerPlan& plan, const LayerPointers& ptr, int num_threads) 
             if (!blocked) {
                 for (int64_t j = j0; j < j1; ++j) {
                     const NeuronIO<T> io{x + j * n, N * n, 1, theta + j, N, dtheta ? dtheta + j : nullptr, N};
-                    neuron_fn(plan, *ws, j, io, edges, lo, hi, red, h_y, st, lout);
+                    neuron_fn(plan, *ws, j, io, edges, lo, hi, red, h_y, goal, st, lout);
                 }
                 continue;
             }
@@ -125,7 +127,7 @@ int run_layer(const LayerPlan& plan, const LayerPointers& ptr, int num_threads) 
             }
             for (int64_t q = 0; q < m; ++q) {
                 const NeuronIO<T> io{xb + q * n * B, 1, B, tb + q * B, 1, db ? db + q * B : nullptr, 1};
-                neuron_fn(plan, *ws, j0 + q, io, edges, lo, hi, red, h_y, st, lout);
+                neuron_fn(plan, *ws, j0 + q, io, edges, lo, hi, red, h_y, goal, st, lout);
             }
             if (db)
                 for (int64_t i = 0; i < B; ++i) {
@@ -172,7 +174,7 @@ int pid_layer(uintptr_t x, uintptr_t theta, uintptr_t edges, int64_t edge_stride
               uintptr_t coef, int64_t num_antichains, uintptr_t w, double gamma_h, bool need_grad,
               int64_t batch, int64_t neurons, bool is_double, uintptr_t red, uintptr_t h_y,
               uintptr_t dtheta, int64_t num_threads, bool check_values, std::vector<uintptr_t> local_out,
-              int64_t local_full, uintptr_t moebius) {
+              int64_t local_full, uintptr_t moebius, uintptr_t goal) {
     const int64_t n = int64_t(nbins.size());
     require(n >= 1 && n <= kMaxSources,
             "nbins: the engine serves 1 to 4 sources, got " + std::to_string(n));
@@ -193,11 +195,12 @@ int pid_layer(uintptr_t x, uintptr_t theta, uintptr_t edges, int64_t edge_stride
                                          std::to_string(edge_stride));
     require(edges && clamp_lo && clamp_hi && coef, "pid_layer: a data pointer is null");
     require(!need_grad || w, "pid_layer: need_grad requires the w pointer");
+    require(!goal || w, "pid_layer: the goal output requires the w pointer");
     if (neurons == 0) return 0;  // empty layer: nothing to compute (its pointers may be null)
     require(x && theta && red && h_y && (!need_grad || dtheta), "pid_layer: a data pointer is null");
 
     LayerPlan plan(nbins, reinterpret_cast<const int32_t*>(coef), int(num_antichains),
-                   need_grad ? reinterpret_cast<const double*>(w) : nullptr, batch);
+                   (need_grad || goal) ? reinterpret_cast<const double*>(w) : nullptr, batch);
     plan.B = batch;
     plan.N = neurons;
     plan.n = int(n);
@@ -221,7 +224,7 @@ int pid_layer(uintptr_t x, uintptr_t theta, uintptr_t edges, int64_t edge_stride
     }
     plan.local_full = int(local_full);
     plan.split_rows(reinterpret_cast<const int32_t*>(coef), !plan.local);
-    LayerPointers ptr{x, theta, edges, clamp_lo, clamp_hi, red, h_y, dtheta, 0, 0, 0, 0};
+    LayerPointers ptr{x, theta, edges, clamp_lo, clamp_hi, red, h_y, dtheta, 0, 0, 0, 0, goal};
     if (plan.local) {
         ptr.local_inf = local_out[0];
         ptr.local_mis = local_out[1];
@@ -259,6 +262,76 @@ void pid_groups(uintptr_t sym, int64_t N, int64_t B, int64_t L, uintptr_t labels
                    h_t, reinterpret_cast<double*>(red), int(num_threads));
 }
 
+// +1 with probability theta, -1 otherwise, for `numel` values. The uniforms come from a keyed
+// hash of the index (two rounds of the 32-bit "lowbias32" mixer, each keyed by half of the 64-bit
+// seed: a keyed permutation of the index, so the streams of two seeds are unrelated, not shifted
+// copies): 24 random bits per float value, 53 per double, compared with theta in its own dtype.
+// The result depends on (seed, index) only, never on the thread count; the loops vectorize
+// (32-bit multiplies), which is why this is not a 64-bit generator.
+INFOMORPH_INLINE uint32_t mix32(uint32_t x) {
+    x ^= x >> 16;
+    x *= 0x7FEB352Du;
+    x ^= x >> 15;
+    x *= 0x846CA68Bu;
+    x ^= x >> 16;
+    return x;
+}
+
+template <typename T>
+INFOMORPH_INLINE void sample_pm1_span(const T* __restrict theta, T* __restrict out, int64_t lo, int64_t hi, uint64_t seed) {
+    const uint32_t k1 = uint32_t(seed), k2 = uint32_t(seed >> 32);
+    if constexpr (sizeof(T) == 4) {
+        for (int64_t i = lo; i < hi; ++i) {
+            const uint32_t h = mix32(mix32(uint32_t(i) ^ k1) ^ k2);
+            const float u = float(h >> 8) * (1.0f / 16777216.0f);  // [0, 1), exact
+            out[i] = u < theta[i] ? T(1) : T(-1);
+        }
+    } else {
+        for (int64_t i = lo; i < hi; ++i) {
+            const uint32_t a = mix32(mix32(uint32_t(2 * i) ^ k1) ^ k2);
+            const uint32_t b = mix32(mix32(uint32_t(2 * i + 1) ^ k1) ^ k2);
+            const double u = (double(a >> 5) * 67108864.0 + double(b >> 6)) * (1.0 / 9007199254740992.0);
+            out[i] = u < theta[i] ? T(1) : T(-1);
+        }
+    }
+}
+
+#ifdef INFOMORPH_HAVE_AVX2_PATH
+template <typename T>
+__attribute__((target("avx2,fma"))) void sample_pm1_span_avx2(const T* theta, T* out, int64_t lo, int64_t hi, uint64_t seed) {
+    sample_pm1_span<T>(theta, out, lo, hi, seed);
+}
+#endif
+
+template <typename T>
+void sample_pm1_run(const T* theta, T* out, int64_t numel, uint64_t seed, int threads) {
+    const int64_t chunk = 8192;
+    const int64_t nchunks = (numel + chunk - 1) / chunk;
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1 && nchunks > 1)
+    for (int64_t c = 0; c < nchunks; ++c) {
+        const int64_t lo = c * chunk, hi = std::min(numel, lo + chunk);
+#ifdef INFOMORPH_HAVE_AVX2_PATH
+        if (use_avx2()) {
+            sample_pm1_span_avx2<T>(theta, out, lo, hi, seed);
+            continue;
+        }
+#endif
+        sample_pm1_span<T>(theta, out, lo, hi, seed);
+    }
+}
+
+void sample_pm1(uintptr_t theta, uintptr_t out, int64_t numel, bool is_double, uint64_t seed, int64_t num_threads) {
+    require(numel >= 0, "sample_pm1: numel must be >= 0");
+    require(num_threads >= 1, "num_threads must be >= 1, got " + std::to_string(num_threads));
+    if (numel == 0) return;
+    require(theta && out, "sample_pm1: a data pointer is null");
+    py::gil_scoped_release release;
+    if (is_double)
+        sample_pm1_run(reinterpret_cast<const double*>(theta), reinterpret_cast<double*>(out), numel, seed, int(num_threads));
+    else
+        sample_pm1_run(reinterpret_cast<const float*>(theta), reinterpret_cast<float*>(out), numel, seed, int(num_threads));
+}
+
 }  // namespace
 }  // namespace cpu
 }  // namespace infomorph
@@ -273,13 +346,15 @@ PYBIND11_MODULE(_cpu, m) {
           py::arg("is_double"), py::arg("red"), py::arg("h_y"), py::arg("dtheta"),
           py::arg("num_threads"), py::arg("check_values") = false,
           py::arg("local_out") = std::vector<uintptr_t>{}, py::arg("local_full") = 0, py::arg("moebius") = 0,
+          py::arg("goal") = 0,
           "Fill red [neurons, A], h_y [neurons] and (need_grad) dtheta [batch, neurons] for a whole "
           "layer. Pointers are data addresses of C-contiguous CPU tensors; see "
           "docs/kernel_contract.md. Returns 0, or with check_values the OR of 1 (non-finite x) "
           "and 2 (theta NaN or outside [0, 1]). local_out: optional pointers to the local "
           "informative, misinformative and atoms [neurons, batch, 2, A] and local H_res "
           "[neurons, batch, 2] (neuron-major; y = silent, fire); local_full: the row of the full-set "
-          "antichain; moebius: the float64 Moebius matrix [A, A].");
+          "antichain; moebius: the float64 Moebius matrix [A, A]; goal: optional [neurons] output of "
+          "G = w . red + gamma_h h_y computed from the float64 redundancies (needs w).");
     m.def("pid_groups", &infomorph::cpu::pid_groups, py::arg("sym"), py::arg("neurons"), py::arg("batch"),
           py::arg("levels"), py::arg("labels"), py::arg("n_labels"), py::arg("groups"), py::arg("n_groups"),
           py::arg("n"), py::arg("coef"), py::arg("num_antichains"), py::arg("h_t"), py::arg("red"),
@@ -288,6 +363,10 @@ PYBIND11_MODULE(_cpu, m) {
           "label: sym int32 [neurons, batch] symbols 0..levels-1 (validated by the caller), labels int32 "
           "[batch] 0..n_labels-1, groups int64 [n_groups, n], coef int32 [A, 2^n - 1]; h_t = H(label) in "
           "bits. OpenMP over groups; results independent of the thread count.");
+    m.def("sample_pm1", &infomorph::cpu::sample_pm1, py::arg("theta"), py::arg("out"), py::arg("numel"),
+          py::arg("is_double"), py::arg("seed"), py::arg("num_threads"),
+          "out[i] = +1 with probability theta[i], else -1 (contiguous CPU float tensors as data pointers); "
+          "uniforms from a keyed hash of (seed, i): independent of the thread count.");
     m.def("max_threads", []() { return omp_get_max_threads(); },
           "OpenMP's default thread count in this process.");
     m.def("simd_path", []() { return std::string(infomorph::cpu::use_avx2() ? "avx2" : "baseline"); },

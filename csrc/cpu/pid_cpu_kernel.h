@@ -257,23 +257,43 @@ public:
 
     // slot() of keys[0..n) into out[0..n): the same lookups with the table's state in locals, so
     // the stores through the map cannot alias it (slot() reloads used_ after every store).
-    void slots_of(const uint32_t* __restrict keys, int64_t n, int32_t* __restrict out) {
+    // first (optional, [n + 1]): first[v] = the index i of the key that created slot v.
+    void slots_of(const uint32_t* __restrict keys, int64_t n, int32_t* __restrict out,
+                  int32_t* __restrict first = nullptr) {
         if (!direct_) {
-            for (int64_t i = 0; i < n; ++i) out[i] = slot(keys[i]);
+            for (int64_t i = 0; i < n; ++i) {
+                const int32_t before = used_;
+                out[i] = slot(keys[i]);
+                if (first && used_ != before) first[out[i]] = int32_t(i);
+            }
             return;
         }
         int32_t* __restrict dmap = dmap_.data();
         uint32_t* __restrict sk = slot_key_.data();
         int32_t used = used_;
-        for (int64_t i = 0; i < n; ++i) {
-            const uint32_t key = keys[i];
-            const int32_t old = dmap[key];
-            const int32_t fresh = old >> 31;
-            const int32_t v = (old & ~fresh) | (used & fresh);
-            dmap[key] = v;
-            sk[used] = key;
-            used -= fresh;
-            out[i] = v;
+        if (first) {
+            for (int64_t i = 0; i < n; ++i) {
+                const uint32_t key = keys[i];
+                const int32_t old = dmap[key];
+                const int32_t fresh = old >> 31;
+                const int32_t v = (old & ~fresh) | (used & fresh);
+                dmap[key] = v;
+                sk[used] = key;
+                first[used] = int32_t(i);  // kept only if the slot is new, like sk
+                used -= fresh;
+                out[i] = v;
+            }
+        } else {
+            for (int64_t i = 0; i < n; ++i) {
+                const uint32_t key = keys[i];
+                const int32_t old = dmap[key];
+                const int32_t fresh = old >> 31;
+                const int32_t v = (old & ~fresh) | (used & fresh);
+                dmap[key] = v;
+                sk[used] = key;
+                used -= fresh;
+                out[i] = v;
+            }
         }
         used_ = used;
     }
@@ -312,6 +332,7 @@ struct Workspace {
     std::vector<int32_t> ubins;        // [B * n] bins of each occupied joint cell
     std::vector<int32_t> slots;        // [S][B] slot of each occupied joint cell in each table
     std::vector<uint32_t> cells;       // [B] joint cell of each sample, then a subset table's keys
+    std::vector<int32_t> first;        // [B + 1] first sample of each occupied joint cell
     std::vector<int32_t> sbins;        // [n][B] bin of each sample per source
     // a block of up to kBlock neurons transposed: x [neuron][source][B], theta and dtheta [neuron][B]
     std::vector<double> xbuf, tbuf, dbuf;
@@ -350,6 +371,7 @@ struct Workspace {
         ubins.resize(size_t(p.B) * p.n);
         slots.resize(size_t(p.B) * p.S);
         cells.resize(size_t(p.B));
+        first.resize(size_t(p.B) + 1);
         if (blocked(p)) {  // double storage, also used for float data
             xbuf.resize(size_t(kBlock) * p.B * p.n);
             tbuf.resize(size_t(kBlock) * p.B);
@@ -576,7 +598,7 @@ INFOMORPH_INLINE void pid_neuron_body(const LayerPlan& p, Workspace& ws, int64_t
                                       const NeuronIO<T>& io,
                                       const T* __restrict edges, const T* __restrict clamp_lo,
                                       const T* __restrict clamp_hi, T* __restrict red,
-                                      T* __restrict h_y, int& status,
+                                      T* __restrict h_y, T* __restrict goal, int& status,
                                       const LocalOut<T>& lout) {
     constexpr int S = (1 << NSRC) - 1;
     constexpr int L = kLanes;
@@ -660,28 +682,30 @@ INFOMORPH_INLINE void pid_neuron_body(const LayerPlan& p, Workspace& ws, int64_t
     CellTable& joint = ws.tab[S];
     int32_t* __restrict sample_uid = ws.sample_uid.data();
     int32_t* __restrict ubins = ws.ubins.data();
-    joint.slots_of(cells, B, sample_uid);
+    int32_t* __restrict first = ws.first.data();
+    joint.slots_of(cells, B, sample_uid, first);
     INFOMORPH_PHASE(14)
-    // 1c. theta mass and count per joint cell, the bins of each occupied cell
+    const int32_t U = joint.used();
+    // 1c. theta mass and count per joint cell, the bins of each occupied cell (from its first sample)
     double P0 = 0.0, P1 = 0.0;  // raw sums of theta(fire), theta(silent): p(y) = P_y / B
     {
         CellAcc* __restrict jacc = joint.acc();
         for (int64_t i = 0; i < B; ++i) {
             const int32_t u = sample_uid[i];
-            for (int j = 0; j < NSRC; ++j) ubins[u * NSRC + j] = sbins[j * B + i];  // same cell, same bins
             // theta(silent) = 1 - theta(fire) per sample in double, never count - sum (cancellation)
             const double t0 = double(io.theta[i * io.ti]);
             bad_t |= !(t0 >= 0.0 && t0 <= 1.0);  // NaN too
-            const double t1 = 1.0 - t0;
             CellAcc& c = jacc[u];
             c.m0 += t0;
-            c.m1 += t1;
+            c.m1 += 1.0 - t0;
             c.cnt += 1.0;
-            P0 += t0;
-            P1 += t1;
+        }
+        for (int32_t u = 0; u < U; ++u) {
+            for (int j = 0; j < NSRC; ++j) ubins[u * NSRC + j] = sbins[j * B + first[u]];
+            P0 += jacc[u].m0;  // summed over the cells: the same sums, another rounding order
+            P1 += jacc[u].m1;
         }
     }
-    const int32_t U = joint.used();
     INFOMORPH_PHASE(0)
     if (p.check_values) status |= (bad_x ? kBadSources : 0) | (bad_t ? kBadTheta : 0);
 
@@ -979,13 +1003,24 @@ INFOMORPH_INLINE void pid_neuron_body(const LayerPlan& p, Workspace& ws, int64_t
         INFOMORPH_PHASE(9)
     }
 
+    // the goal G = sum_a w_a I(a) + gamma_h H(Y) from the float64 redundancies (goal: optional)
+    double gsum = p.gamma_h * H;
     for (int k = 0; k < Ac; ++k) {
         double r = 0.0;
         for (int l = 0; l < L; ++l) r += red_lane[k * V + l / kVec][l % kVec];
-        red[neuron * A + p.cell_rows[size_t(k)]] = T(r * invB + H);
+        const int a = p.cell_rows[size_t(k)];
+        const double ra = r * invB + H;
+        red[neuron * A + a] = T(ra);
+        if (goal) gsum += p.w[size_t(a)] * ra;
     }
-    for (size_t q = 0; q < p.slot_row.size(); ++q) red[neuron * A + p.slot_row[q]] = T(red_slot[q] * invB + H);
+    for (size_t q = 0; q < p.slot_row.size(); ++q) {
+        const int a = p.slot_row[q];
+        const double ra = red_slot[q] * invB + H;
+        red[neuron * A + a] = T(ra);
+        if (goal) gsum += p.w[size_t(a)] * ra;
+    }
     h_y[neuron] = T(H);
+    if (goal) goal[neuron] = T(gsum);
     INFOMORPH_PHASE(10)
 
     // ---- 4. backward, part 2: gather T per occupied joint cell, dtheta per sample ----
@@ -1035,9 +1070,9 @@ INFOMORPH_INLINE void pid_neuron_body(const LayerPlan& p, Workspace& ws, int64_t
 // __builtin_cpu_supports (no -march flag needed at build time, no illegal instruction at run time).
 template <typename T, int NSRC>
 void pid_neuron_base(const LayerPlan& p, Workspace& ws, int64_t neuron, const NeuronIO<T>& io,
-                     const T* edges, const T* lo, const T* hi, T* red, T* h_y, int& status,
+                     const T* edges, const T* lo, const T* hi, T* red, T* h_y, T* goal, int& status,
                      const LocalOut<T>& lout) {
-    pid_neuron_body<T, NSRC, false>(p, ws, neuron, io, edges, lo, hi, red, h_y, status, lout);
+    pid_neuron_body<T, NSRC, false>(p, ws, neuron, io, edges, lo, hi, red, h_y, goal, status, lout);
 }
 
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
@@ -1052,9 +1087,9 @@ void pid_neuron_base(const LayerPlan& p, Workspace& ws, int64_t neuron, const Ne
 template <typename T, int NSRC>
 INFOMORPH_AVX2_FLAVOUR void pid_neuron_avx2(const LayerPlan& p, Workspace& ws, int64_t neuron,
                                             const NeuronIO<T>& io, const T* edges, const T* lo,
-                                            const T* hi, T* red, T* h_y, int& status,
+                                            const T* hi, T* red, T* h_y, T* goal, int& status,
                                             const LocalOut<T>& lout) {
-    pid_neuron_body<T, NSRC, true>(p, ws, neuron, io, edges, lo, hi, red, h_y, status, lout);
+    pid_neuron_body<T, NSRC, true>(p, ws, neuron, io, edges, lo, hi, red, h_y, goal, status, lout);
 }
 #endif
 

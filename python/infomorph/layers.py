@@ -52,10 +52,10 @@ class LayerOutput:
 
 
 def sample_pm1(theta: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
-    """+1 with probability theta, -1 otherwise (no gradient). theta: [batch, neurons]."""
-    with torch.no_grad():
-        u = torch.rand(theta.shape, dtype=theta.dtype, device=theta.device, generator=generator)
-        return torch.where(u < theta, 1.0, -1.0).to(theta.dtype)
+    """+1 with probability theta, -1 otherwise (no gradient). theta: [batch, neurons].
+    ``infomorph_kernels.sample_pm1``: on the CPU the engine samples (seeded from ``generator`` /
+    torch's default generator), elsewhere torch does."""
+    return engine().sample_pm1(theta, generator)
 
 
 def no_self_mask(n: int, device=None) -> torch.Tensor:
