@@ -92,8 +92,11 @@ int run_layer(const LayerPlan& plan, const LayerPointers& ptr, int num_threads) 
     const int threads = int(std::max<int64_t>(1, std::min<int64_t>(num_threads, N)));
     const bool blocked = Workspace::blocked(plan);
     const int64_t n = plan.n, B = plan.B;
-    // blocks of consecutive neurons: about four per thread, at most Workspace::kBlock
-    const int64_t nb = blocked ? std::max<int64_t>(1, std::min<int64_t>(Workspace::kBlock, (N + 4 * threads - 1) / (4 * threads))) : 1;
+    // blocks of consecutive neurons, at most Workspace::kBlock each, their count a multiple of the
+    // thread count so that the threads get equal shares (10 neurons on 2 threads: 2 blocks of 5)
+    const int64_t per_round = int64_t(threads) * Workspace::kBlock;
+    const int64_t target_blocks = int64_t(threads) * ((N + per_round - 1) / per_round);
+    const int64_t nb = blocked ? std::max<int64_t>(1, (N + target_blocks - 1) / target_blocks) : 1;
     const int64_t nblocks = (N + nb - 1) / nb;
     auto body = [&]() {
         Workspace* ws = nullptr;
