@@ -197,15 +197,26 @@ def _goal_weights(gamma, n, labels, device, validate) -> Optional[torch.Tensor]:
             gamma = gamma.detach().numpy()
     if not isinstance(gamma, torch.Tensor):
         # fixed goals (lists, dicts of names) are the common case of a training loop: their weights
-        # are cached per device, so a step does no host-to-device copy (which could synchronize)
+        # are cached per device, so a step does no host-to-device copy (which could synchronize);
+        # a list or tuple of Python floats is looked up as it is (no conversion per call)
+        plain = (isinstance(gamma, (list, tuple)) and len(gamma) == a + 1
+                 and all(type(v) is float for v in gamma))
+        if plain:
+            wg = _FIXED_GOALS.get((n, str(device), tuple(gamma)))
+            if wg is not None:
+                return wg
         g_np = lattice.gamma_vector(gamma, n, labels)
         key = (n, str(device), g_np.tobytes())
         wg = _FIXED_GOALS.get(key)
+        if wg is not None and plain:
+            _FIXED_GOALS[(n, str(device), tuple(gamma))] = wg
         if wg is None:
             if len(_FIXED_GOALS) >= 256:
                 _FIXED_GOALS.clear()
             w_np, g_h = lattice.goal_weights(g_np, n)
             wg = _FIXED_GOALS[key] = torch.tensor([*w_np, g_h], dtype=torch.float64, device=device)
+            if plain:
+                _FIXED_GOALS[(n, str(device), tuple(gamma))] = wg
         return wg
     _, moebius = _tables(n, device)
     w = moebius.T @ g[:-1]

@@ -137,3 +137,21 @@ def test_double_backward_names_the_backends_that_support_it(gen):
     grads["reference"].pow(2).sum().backward()  # autograd: any order
     with pytest.raises(RuntimeError, match="double backward .* backend 'cpu'.*'reference'"):
         grads["cpu"].pow(2).sum().backward()
+
+
+def test_fixed_goal_cache_follows_the_values(gen):
+    """Goals given as lists are cached by value: the same list gives the tensor goal's result, and a
+    list changed in place gives the new goal, not the cached one."""
+    x = torch.randn(64, 4, 2, generator=gen, dtype=torch.float64) * 4
+    theta = torch.rand(64, 4, generator=gen, dtype=torch.float64)
+    gamma = [0.2, -0.4, 1.0, 0.3, 0.1]
+    for backend in ik.available_backends("cpu"):
+        kw = dict(bins=4, backend=backend)
+        a = ik.pid_goal(x, theta, gamma, **kw)
+        b = ik.pid_goal(x, theta, torch.tensor(gamma, dtype=torch.float64), **kw)
+        assert torch.allclose(a, b, atol=1e-12, rtol=0), backend
+        gamma[2] = -1.0
+        c = ik.pid_goal(x, theta, gamma, **kw)
+        d = ik.pid_goal(x, theta, torch.tensor(gamma, dtype=torch.float64), **kw)
+        assert torch.allclose(c, d, atol=1e-12, rtol=0) and not torch.allclose(a, c), backend
+        gamma[2] = 1.0
