@@ -51,7 +51,12 @@
 #include "pid_cpu_simd.h"
 
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+// GCC 12 warns that the gather intrinsics' own placeholder source may be uninitialized (its header's
+// false positive, GCC bug 105593): silenced for the header's lines only.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
+#pragma GCC diagnostic pop
 #endif
 
 // Phase timers for bench/cpu_phases.cpp (a single-threaded profiling build only; compiled out otherwise).
@@ -441,6 +446,39 @@ __attribute__((target("avx2,fma"))) inline double absmax_avx2(const double* xs, 
     return s;
 }
 
+// The scalar parts shared by both dtypes of bin_source_avx2: the padded edge table, the redo of
+// lanes whose guess failed, the samples past the last full vector.
+template <typename T>
+inline void pad_edges(T* pad, const T* edges, int K) {
+    pad[0] = -INFINITY;
+    for (int k = 0; k <= K; ++k) pad[k + 1] = edges[k];
+    pad[K + 2] = INFINITY;
+}
+
+template <typename T>
+inline void redo_failed_lanes(int fail, const T* raw, int32_t* bins, const T* edges, int K, T lo, T hi, double e0,
+                              double inv_width) {
+    while (fail) {
+        const int l = __builtin_ctz(unsigned(fail));
+        fail &= fail - 1;
+        bins[l] = bin_index<T>(raw[l], edges, K, lo, hi, e0, inv_width);
+    }
+}
+
+template <typename T>
+inline void bin_source_tail(const T* xs, int64_t row, int64_t from, int64_t B, const T* edges, int K, T lo, T hi,
+                            T scale, double e0, double inv_width, uint32_t jstride, bool first, int32_t* bins,
+                            uint32_t* cells, bool& bad) {
+    for (int64_t i = from; i < B; ++i) {
+        T v = xs[i * row];
+        bad |= !std::isfinite(v);
+        if (scale > T(0)) v = v / scale;
+        const int b = bin_index<T>(v, edges, K, lo, hi, e0, inv_width);
+        bins[i] = b;
+        cells[i] = (first ? 0u : cells[i]) + uint32_t(b) * jstride;
+    }
+}
+
 // Bins of one source for all B samples into bins[i]; cells[i] = (first ? 0 : cells[i]) + b * jstride.
 // scale > 0: the value is divided by it first (adaptive ranges). bad |= any x not finite.
 __attribute__((target("avx2,fma"))) inline void bin_source_avx2(const float* xs, int64_t row, int64_t B,
@@ -450,11 +488,7 @@ __attribute__((target("avx2,fma"))) inline void bin_source_avx2(const float* xs,
                                                                  uint32_t* cells, bool& bad) {
     const int64_t n8 = K <= kVecBinMaxK ? (B & ~int64_t(7)) : 0;
     float pad[kVecBinMaxK + 3];
-    if (n8 > 0) {
-        pad[0] = -INFINITY;
-        for (int k = 0; k <= K; ++k) pad[k + 1] = edges[k];
-        pad[K + 2] = INFINITY;
-    }
+    if (n8 > 0) pad_edges<float>(pad, edges, K);
     const __m256i off = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(int(row)));
     const __m256 vlo = _mm256_set1_ps(lo), vhi = _mm256_set1_ps(hi), vsc = _mm256_set1_ps(scale);
     const __m256 ve0 = _mm256_set1_ps(float(e0)), viw = _mm256_set1_ps(float(inv_width));
@@ -484,11 +518,7 @@ __attribute__((target("avx2,fma"))) inline void bin_source_avx2(const float* xs,
         if (fail) {
             alignas(32) float r[8];
             _mm256_store_ps(r, raw);
-            while (fail) {
-                const int l = __builtin_ctz(unsigned(fail));
-                fail &= fail - 1;
-                bins[i + l] = bin_index<float>(r[l], edges, K, lo, hi, e0, inv_width);
-            }
+            redo_failed_lanes<float>(fail, r, bins + i, edges, K, lo, hi, e0, inv_width);
             b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bins + i));
         }
         __m256i c = _mm256_mullo_epi32(b, vstride);
@@ -496,16 +526,12 @@ __attribute__((target("avx2,fma"))) inline void bin_source_avx2(const float* xs,
         _mm256_storeu_si256(reinterpret_cast<__m256i*>(cells + i), c);
     }
     bad |= _mm256_movemask_ps(nonfinite) != 0;
-    for (int64_t i = n8; i < B; ++i) {
-        float v = xs[i * row];
-        bad |= !std::isfinite(v);
-        if (div) v = v / scale;
-        const int b = bin_index<float>(v, edges, K, lo, hi, e0, inv_width);
-        bins[i] = b;
-        cells[i] = (first ? 0u : cells[i]) + uint32_t(b) * jstride;
-    }
+    bin_source_tail<float>(xs, row, n8, B, edges, K, lo, hi, scale, e0, inv_width, jstride, first, bins, cells, bad);
 }
 
+// The same steps on 4 double lanes (integer lanes narrowed from the 64-bit compares). The intrinsic
+// families differ throughout, so the two dtypes are written out instead of wrapped in a traits layer
+// as long as the wrapper would be the longer code.
 __attribute__((target("avx2,fma"))) inline void bin_source_avx2(const double* xs, int64_t row, int64_t B,
                                                                  const double* edges, int K, double lo, double hi,
                                                                  double scale, double e0, double inv_width,
@@ -513,11 +539,7 @@ __attribute__((target("avx2,fma"))) inline void bin_source_avx2(const double* xs
                                                                  uint32_t* cells, bool& bad) {
     const int64_t n4 = K <= kVecBinMaxK ? (B & ~int64_t(3)) : 0;
     double pad[kVecBinMaxK + 3];
-    if (n4 > 0) {
-        pad[0] = -INFINITY;
-        for (int k = 0; k <= K; ++k) pad[k + 1] = edges[k];
-        pad[K + 2] = INFINITY;
-    }
+    if (n4 > 0) pad_edges<double>(pad, edges, K);
     const __m128i off = _mm_mullo_epi32(_mm_setr_epi32(0, 1, 2, 3), _mm_set1_epi32(int(row)));
     const __m256d vlo = _mm256_set1_pd(lo), vhi = _mm256_set1_pd(hi), vsc = _mm256_set1_pd(scale);
     const __m256d ve0 = _mm256_set1_pd(e0), viw = _mm256_set1_pd(inv_width);
@@ -550,11 +572,7 @@ __attribute__((target("avx2,fma"))) inline void bin_source_avx2(const double* xs
         if (fail) {
             alignas(32) double r[4];
             _mm256_store_pd(r, raw);
-            while (fail) {
-                const int l = __builtin_ctz(unsigned(fail));
-                fail &= fail - 1;
-                bins[i + l] = bin_index<double>(r[l], edges, K, lo, hi, e0, inv_width);
-            }
+            redo_failed_lanes<double>(fail, r, bins + i, edges, K, lo, hi, e0, inv_width);
             b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(bins + i));
         }
         __m128i c = _mm_mullo_epi32(b, vstride);
@@ -562,14 +580,7 @@ __attribute__((target("avx2,fma"))) inline void bin_source_avx2(const double* xs
         _mm_storeu_si128(reinterpret_cast<__m128i*>(cells + i), c);
     }
     bad |= _mm256_movemask_pd(nonfinite) != 0;
-    for (int64_t i = n4; i < B; ++i) {
-        double v = xs[i * row];
-        bad |= !std::isfinite(v);
-        if (div) v = v / scale;
-        const int b = bin_index<double>(v, edges, K, lo, hi, e0, inv_width);
-        bins[i] = b;
-        cells[i] = (first ? 0u : cells[i]) + uint32_t(b) * jstride;
-    }
+    bin_source_tail<double>(xs, row, n4, B, edges, K, lo, hi, scale, e0, inv_width, jstride, first, bins, cells, bad);
 }
 #endif
 
@@ -602,7 +613,7 @@ INFOMORPH_INLINE void pid_neuron_body(const LayerPlan& p, Workspace& ws, int64_t
                                       const LocalOut<T>& lout) {
     constexpr int S = (1 << NSRC) - 1;
     constexpr int L = kLanes;
-    const int64_t B = p.B, N = p.N;
+    const int64_t B = p.B;
     const int A = p.A;
     const uint32_t* __restrict stride = p.layout.stride.data();
 
@@ -943,7 +954,6 @@ INFOMORPH_INLINE void pid_neuron_body(const LayerPlan& p, Workspace& ws, int64_t
 
         for (int y = 0; y < 2; ++y) {
             const vd* ny = nd + y * Ac * V;
-            const vd* ly = lnd + y * Ac * V;
             const vd* My = y == 0 ? M0 : M1;
             const double lpy = lp[y];
             // sum_a w_a l_a(y) with l := 0 where N_a(y) = 0: a sample with theta_j(y) = 0 still
