@@ -16,10 +16,14 @@
 //      deterministic and independent of the thread that runs the neuron), accumulating per joint
 //      cell M(y) = sum_{i in cell} theta_i(y) and the count;
 //   2. folds the U occupied joint cells into the 2^n - 2 proper-subset tables;
-//   3. evaluates N, D, logs, redundancies and the T scatter once per occupied joint cell, kLanes
-//      cells at a time in structure-of-arrays form so that every step (C m, log2, 1/N, C^T w/N) is
-//      a vector loop over cells;
+//   3a. evaluates the single-subset antichains a = {s} (s a proper subset) once per slot of table s:
+//      there N_a = m_s and D_a = count_s, the slot's own sums (LayerPlan::split_rows);
+//   3. evaluates N, D, logs, redundancies and the T scatter of the other antichains once per
+//      occupied joint cell, kLanes cells at a time in structure-of-arrays form so that every step
+//      (C m, log2, 1/N, C^T w/N) is a vector loop over cells (D in integers: exact counts);
 //   4. gathers T per joint cell and writes dtheta to every sample of the cell.
+// The layer driver (pid_cpu.cpp run_layer) hands each thread blocks of consecutive neurons,
+// transposed into per-thread buffers, so a neuron reads its samples at unit stride (NeuronIO).
 // Work is O(B + U * (nnz(C) + A)) with U <= min(B, prod K): U ~ B for random inputs, far less for
 // trained networks (activity concentrated in few cells). No table is swept densely: tables hold
 // only occupied cells in compact slots (direct index map when the subset's cell count is small,
