@@ -342,6 +342,8 @@ struct Workspace {
     std::vector<int32_t> slots;        // [S][B] slot of each occupied joint cell in each table
     std::vector<uint32_t> cells;       // [B] joint cell of each sample, then a subset table's keys
     std::vector<int32_t> first;        // [B + 1] first sample of each occupied joint cell
+    std::vector<int32_t> tfirst;       // [S][B] a joint cell of each slot of each subset table
+    std::vector<int32_t> pmap;         // [2][B] parent-slot -> slot map, and the creating parent slots
     std::vector<int32_t> sbins;        // [n][B] bin of each sample per source
     // a block of up to kBlock neurons transposed: x [neuron][source][B], theta and dtheta [neuron][B]
     std::vector<double> xbuf, tbuf, dbuf;
@@ -381,6 +383,8 @@ struct Workspace {
         slots.resize(size_t(p.B) * p.S);
         cells.resize(size_t(p.B));
         first.resize(size_t(p.B) + 1);
+        tfirst.resize(size_t(p.B) * p.S + 1);
+        pmap.resize(size_t(2) * p.B + 1);
         if (blocked(p)) {  // double storage, also used for float data
             xbuf.resize(size_t(kBlock) * p.B * p.n);
             tbuf.resize(size_t(kBlock) * p.B);
@@ -729,23 +733,59 @@ INFOMORPH_INLINE void pid_neuron_body(const LayerPlan& p, Workspace& ws, int64_t
     int32_t* __restrict slots = ws.slots.data();
     CellAcc* accp[S];
     for (int s = 0; s < S; ++s) accp[s] = ws.tab[s + 1].acc();
-    for (int s = 1; s < S; ++s) {
-        uint32_t* __restrict keys = cells;  // the samples' joint cells are no longer needed
-        for (int32_t u = 0; u < U; ++u) {
-            const int32_t* bu = ubins + u * NSRC;
-            uint32_t cell = 0;
-            for (int j = 0; j < NSRC; ++j) cell += uint32_t(bu[j]) * stride[s * NSRC + j];
-            keys[u] = cell;
-        }
-        int32_t* __restrict sl = slots + (s - 1) * B;
-        ws.tab[s].slots_of(keys, U, sl);
-        CellAcc* __restrict acc = accp[s - 1];
-        const CellAcc* __restrict jacc = accp[S - 1];
-        for (int32_t u = 0; u < U; ++u) {
-            CellAcc& c = acc[sl[u]];
-            c.m0 += jacc[u].m0;
-            c.m1 += jacc[u].m1;
-            c.cnt += jacc[u].cnt;
+    // Tables by decreasing size: those of n - 1 sources from the joint cells, every smaller one from
+    // a table of one more source (its parent), whose slots are fewer than the joint cells. tfirst[s]
+    // holds, per slot of table s, one joint cell in it (whose bins give the slot's key).
+    int32_t* __restrict tfirst = ws.tfirst.data();  // [S][B]
+    int32_t* __restrict pmap = ws.pmap.data();      // [B] parent slot -> slot
+    for (int size = NSRC - 1; size >= 1; --size) {
+        for (int s = 1; s < S; ++s) {
+            if (__builtin_popcount(unsigned(s)) != size) continue;
+            uint32_t* __restrict keys = cells;  // the samples' joint cells are no longer needed
+            int32_t* __restrict sl = slots + (s - 1) * B;
+            int32_t* __restrict first_s = tfirst + (s - 1) * B;
+            CellAcc* __restrict acc = accp[s - 1];
+            if (size == NSRC - 1) {
+                for (int32_t u = 0; u < U; ++u) {
+                    const int32_t* bu = ubins + u * NSRC;
+                    uint32_t cell = 0;
+                    for (int j = 0; j < NSRC; ++j) cell += uint32_t(bu[j]) * stride[s * NSRC + j];
+                    keys[u] = cell;
+                }
+                ws.tab[s].slots_of(keys, U, sl, first_s);
+                const CellAcc* __restrict jacc = accp[S - 1];
+                for (int32_t u = 0; u < U; ++u) {
+                    CellAcc& c = acc[sl[u]];
+                    c.m0 += jacc[u].m0;
+                    c.m1 += jacc[u].m1;
+                    c.cnt += jacc[u].cnt;
+                }
+            } else {
+                int low = 0;  // parent: s plus its lowest missing source
+                while (s & (1 << low)) ++low;
+                const int par = s | (1 << low);
+                const int32_t np = ws.tab[par].used();
+                const int32_t* __restrict first_p = tfirst + (par - 1) * B;
+                for (int32_t v = 0; v < np; ++v) {
+                    const int32_t* bu = ubins + first_p[v] * NSRC;
+                    uint32_t cell = 0;
+                    for (int j = 0; j < NSRC; ++j) cell += uint32_t(bu[j]) * stride[s * NSRC + j];
+                    keys[v] = cell;
+                }
+                int32_t* __restrict made = pmap + B;  // parent slot that created each slot of s
+                ws.tab[s].slots_of(keys, np, pmap, made);
+                const int32_t ns = ws.tab[s].used();
+                for (int32_t w = 0; w < ns; ++w) first_s[w] = first_p[made[w]];
+                const CellAcc* __restrict pacc = accp[par - 1];
+                for (int32_t v = 0; v < np; ++v) {
+                    CellAcc& c = acc[pmap[v]];
+                    c.m0 += pacc[v].m0;
+                    c.m1 += pacc[v].m1;
+                    c.cnt += pacc[v].cnt;
+                }
+                const int32_t* __restrict slp = slots + (par - 1) * B;
+                for (int32_t u = 0; u < U; ++u) sl[u] = pmap[slp[u]];
+            }
         }
     }
     for (int32_t u = 0; u < U; ++u) slots[(S - 1) * B + u] = u;
