@@ -14,7 +14,8 @@ import torch
 from . import _validate, dispatch, lattice
 from .autograd import CPUGoal, PIDFused, pid_fused
 from .binning import bin_indices, make_binning
-from .reference import dense_joint, pid_dense, pid_dense_local, pid_dense_samples, pid_samples, pid_samples_local
+from .reference import (dense_joint, pid_cells, pid_dense, pid_dense_local, pid_dense_published, pid_dense_samples,
+                        pid_samples, pid_samples_local)
 
 MAX_SOURCES_FUSED = 4
 
@@ -366,21 +367,73 @@ def pid_goal(
     return _pid(sources, theta, bins, ranges, backend, gamma, labels, validate, False, True)
 
 
-def pid_distribution(p: torch.Tensor, n_sources: Optional[int] = None, labels=None, local: bool = False) -> PIDResult:
+NUMERICS = ("exact", "published")
+
+
+def _check_numerics(numerics):
+    if numerics not in NUMERICS:
+        raise ValueError(f"numerics must be one of {list(NUMERICS)}, got {numerics!r}")
+
+
+def pid_distribution(p: torch.Tensor, n_sources: Optional[int] = None, labels=None, local: bool = False,
+                     numerics: str = "exact") -> PIDResult:
     """I_sx PID of joint pmfs. p: [..., n_targets, K_1, ..., K_n] (target axis right after the batch
     dims; any target alphabet). ``n_sources`` defaults to ``p.dim() - 1`` (no batch dims).
     Differentiable with respect to p. Uses the dense algorithm. ``local=True`` adds the local
-    atoms of every realization (see :class:`PIDResult`)."""
+    atoms of every realization (see :class:`PIDResult`). ``numerics="published"``: the published
+    infomorphic code's numerics instead of the exact values (1e-10 added to the denominators and
+    inside H(Y)'s log, ratios below 1e-7 replaced by 1, the union probability detached; its
+    ``h_y`` carries the offset too), to reproduce that code's numbers."""
     p, n = _validate.check_distribution(p, n_sources)
     if n > lattice.MAX_SOURCES:
         raise ValueError(f"n_sources must be at most {lattice.MAX_SOURCES}, got {n}")
     if not isinstance(local, bool):
         raise TypeError(f"local must be a bool, got {type(local).__name__}")
+    _check_numerics(numerics)
+    if numerics == "published":
+        if local:
+            raise ValueError("local=True is defined for numerics='exact' only")
+        red, h_y = pid_dense_published(p, n)
+        return _result(red, h_y, None, n, labels, "reference_dense")
     red, h_y = pid_dense(p, n)
     res = _result(red, h_y, None, n, labels, "reference_dense")
     if local:
         res = _with_local(res, *pid_dense_local(p, n))
     return res
+
+
+def pid_binned(bins: torch.Tensor, thetas: torch.Tensor, nbins, numerics: str = "exact", labels=None) -> PIDResult:
+    """I_sx PID of pre-binned samples of a layer, any target alphabet, over the occupied cells.
+
+    bins: [batch, neurons, n_sources] integer bin indices, ``0 <= bins[..., j] < nbins[j]``;
+    thetas: [batch, neurons, n_targets] each sample's target distribution, every column as given
+    (none derived as 1 - another); nbins: one int per source. Differentiable with respect to
+    thetas (torch autograd; float64 advised). ``numerics`` "exact" (I_sx as defined) or
+    "published" (the published code's numerics, see :func:`pid_distribution`), the latter equal
+    to that code on the dense theta-weighted histogram of these samples."""
+    _check_numerics(numerics)
+    if not isinstance(bins, torch.Tensor) or bins.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8):
+        raise TypeError(f"bins must be an integer tensor [batch, neurons, n_sources], got {getattr(bins, 'dtype', type(bins).__name__)}")
+    if bins.dim() != 3 or bins.shape[0] < 1 or bins.shape[1] < 1 or bins.shape[2] < 1:
+        raise ValueError(f"bins must be [batch, neurons, n_sources] with every size >= 1, got shape {tuple(bins.shape)}")
+    B, N, n = bins.shape
+    if n > lattice.MAX_SOURCES:
+        raise ValueError(f"bins has {n} sources; at most {lattice.MAX_SOURCES} are served")
+    if not isinstance(thetas, torch.Tensor) or thetas.dtype not in _validate.FLOAT_DTYPES:
+        raise TypeError(f"thetas must be a float32/float64 tensor [batch, neurons, n_targets], got {getattr(thetas, 'dtype', type(thetas).__name__)}")
+    if thetas.dim() != 3 or tuple(thetas.shape[:2]) != (B, N) or thetas.shape[2] < 1:
+        raise ValueError(f"thetas must be [batch, neurons, n_targets] = [{B}, {N}, T], got shape {tuple(thetas.shape)}")
+    if thetas.device != bins.device:
+        raise ValueError(f"bins and thetas must be on one device, got {bins.device} and {thetas.device}")
+    nb = _binning(n, nbins, (0.0, 1.0), thetas.dtype, thetas.device).nbins
+    with torch.no_grad():
+        if not bool(torch.isfinite(thetas).all()) or bool((thetas < 0).any()):
+            raise ValueError("thetas must be finite and nonnegative")
+        top = torch.as_tensor(nb, device=bins.device)
+        if bool((bins < 0).any()) or bool((bins >= top).any()):
+            raise ValueError(f"bins must lie in [0, nbins) per source, nbins = {list(nb)}")
+    red, h_y = pid_cells(bins.long(), thetas, nb, published=numerics == "published")
+    return _result(red, h_y, None, n, labels, "reference")
 
 
 def available_backends(device=None) -> List[str]:

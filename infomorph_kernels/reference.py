@@ -269,3 +269,78 @@ def pid_dense_samples(
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """Backend ``"reference_dense"``: dense histogram, then :func:`pid_dense`."""
     return pid_dense(dense_joint(bins, theta, nbins), bins.shape[-1])
+
+
+# --- the published code's numerics (github.com/Priesemann-Group/Infomorphic_Networks) --------------
+# Its I_sx: ratio = N / (D p(y) + 1e-10), ratios below 1e-7 replaced by 1 (a constant: no gradient
+# there), D = sum_y of the union marginal, detached; H(Y) = -sum p(y) log2(p(y) + 1e-10). Offered so
+# that a user can reproduce that code's numbers exactly (compat.im_net mode "published").
+PUBLISHED_EPS = 1.0e-10
+PUBLISHED_RATIO_FLOOR = 1.0e-7
+
+
+def _published_log2(num: torch.Tensor, den: torch.Tensor, p_y: torch.Tensor) -> torch.Tensor:
+    frac = num / (den * p_y + PUBLISHED_EPS)
+    return torch.log2(torch.where(frac < PUBLISHED_RATIO_FLOOR, torch.ones_like(frac), frac))
+
+
+def pid_dense_published(p: torch.Tensor, n: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The published numerics on a dense pmf p [..., T, K_1, ..., K_n]: ``red [..., A]`` and
+    ``H(Y)`` with its 1e-10 offset (so that ``h_y - red[full]`` is that code's H_res).
+    Differentiable with respect to p as that code is (the union probability D detached)."""
+    src_dims, t_dim, marg, p_y = _dense_marginals(p, n)
+    dims = [t_dim] + src_dims
+    coef = lattice.coef_matrix(n)
+    q = {s: m.detach().sum(dim=t_dim, keepdim=True) for s, m in marg.items()}
+    reds = []
+    for row in coef:
+        num = sum(int(c) * marg[s + 1] for s, c in enumerate(row) if c)
+        den = sum(int(c) * q[s + 1] for s, c in enumerate(row) if c)
+        reds.append((p * _published_log2(num, den, p_y)).sum(dim=dims))
+    h_y = -(p_y * torch.log2(p_y + PUBLISHED_EPS)).sum(dim=dims)
+    return torch.stack(reds, dim=-1), h_y
+
+
+def pid_cells(
+    bins: torch.Tensor, thetas: torch.Tensor, nbins: Sequence[int], published: bool = False
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """I_sx of pre-binned samples with any target alphabet, over the occupied cells only.
+
+    bins: [B, N, n] int64 bin indices; thetas: [B, N, T] the target distribution of each sample
+    (every column as given, none derived from the others); nbins: bins per source. Returns
+    ``red [N, A]`` and ``h_y [N]``. ``published``: the published code's numerics (equal, as a
+    function of thetas, to that code on the dense theta-weighted histogram of these samples: each
+    term of its sums over the grid is a sum over the samples in the cell); else exact I_sx with
+    the conventions of PID_MATH.md section 6. D = sum_y of the union marginal, detached.
+    Differentiable with respect to thetas (torch autograd)."""
+    B, N, n = bins.shape
+    T = thetas.shape[-1]
+    coef = lattice.coef_matrix(n)
+    neuron = torch.arange(N, device=bins.device).expand(B, N)
+    flat = thetas.reshape(B * N, T)
+    marg, q = {}, {}
+    for s in range(1, 1 << n):
+        key = neuron.clone()
+        for j in _subset_members(s, n):
+            key = key * int(nbins[j]) + bins[..., j]
+        _, inv = torch.unique(key.reshape(-1), return_inverse=True)
+        table = torch.zeros(int(inv.max()) + 1, T, dtype=thetas.dtype, device=thetas.device).index_add(0, inv, flat)
+        marg[s] = table[inv] / B  # [B N, T]: m_s(y, cell_s of each sample)
+        q[s] = marg[s].detach().sum(1, keepdim=True)
+    p_y = thetas.sum(0) / B  # [N, T]
+    p_y_s = p_y.expand(B, N, T).reshape(B * N, T)
+    reds = []
+    for row in coef:
+        num = sum(int(c) * marg[s + 1] for s, c in enumerate(row) if c)
+        den = sum(int(c) * q[s + 1] for s, c in enumerate(row) if c)
+        if published:
+            ratio = _published_log2(num, den, p_y_s)
+        else:
+            ok = (num > 0) & (den > 0) & (p_y_s > 0)
+            ratio = _safe_log2(num, ok) - _safe_log2(den, ok) - _safe_log2(p_y_s, ok)
+        reds.append((flat * ratio).reshape(B, N, T).sum((0, 2)) / B)
+    if published:
+        h_y = -(p_y * torch.log2(p_y + PUBLISHED_EPS)).sum(1)
+    else:
+        h_y = -(p_y * _safe_log2(p_y, p_y > 0)).sum(1)
+    return torch.stack(reds, dim=-1), h_y
