@@ -12,7 +12,7 @@ from typing import List, Optional, Sequence
 import torch
 
 from . import _validate, dispatch, lattice
-from .autograd import CPUGoal, PIDFused, pid_fused
+from .autograd import CellsGoal, CPUGoal, PIDFused, pid_fused
 from .binning import bin_indices, make_binning
 from .reference import (dense_joint, pid_cells, pid_dense, pid_dense_local, pid_dense_published, pid_dense_samples,
                         pid_samples, pid_samples_local)
@@ -402,16 +402,26 @@ def pid_distribution(p: torch.Tensor, n_sources: Optional[int] = None, labels=No
     return res
 
 
-def pid_binned(bins: torch.Tensor, thetas: torch.Tensor, nbins, numerics: str = "exact", labels=None) -> PIDResult:
+BINNED_BACKENDS = ("auto", "cpu", "reference")
+
+
+def pid_binned(bins: torch.Tensor, thetas: torch.Tensor, nbins, numerics: str = "exact", gamma=None, labels=None,
+               backend: str = "auto") -> PIDResult:
     """I_sx PID of pre-binned samples of a layer, any target alphabet, over the occupied cells.
 
     bins: [batch, neurons, n_sources] integer bin indices, ``0 <= bins[..., j] < nbins[j]``;
     thetas: [batch, neurons, n_targets] each sample's target distribution, every column as given
-    (none derived as 1 - another); nbins: one int per source. Differentiable with respect to
-    thetas (torch autograd; float64 advised). ``numerics`` "exact" (I_sx as defined) or
-    "published" (the published code's numerics, see :func:`pid_distribution`), the latter equal
-    to that code on the dense theta-weighted histogram of these samples."""
+    (none derived as 1 - another); nbins: one int per source. ``numerics`` "exact" (I_sx as
+    defined) or "published" (the published code's numerics, see :func:`pid_distribution`), the
+    latter equal to that code on the dense theta-weighted histogram of these samples. gamma: an
+    optional goal as in :func:`pid`; ``result.goal`` [neurons] is then differentiable with
+    respect to thetas (every column). backend: "cpu" (the engine's fused forward and analytic
+    backward, float64 inside, up to 4 sources and 2^24 joint cells; results in float64),
+    "reference" (torch autograd in thetas' dtype: atoms differentiable too) or "auto" (cpu where
+    it serves, else reference)."""
     _check_numerics(numerics)
+    if backend not in BINNED_BACKENDS:
+        raise ValueError(f"backend must be one of {list(BINNED_BACKENDS)}, got {backend!r}")
     if not isinstance(bins, torch.Tensor) or bins.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8):
         raise TypeError(f"bins must be an integer tensor [batch, neurons, n_sources], got {getattr(bins, 'dtype', type(bins).__name__)}")
     if bins.dim() != 3 or bins.shape[0] < 1 or bins.shape[1] < 1 or bins.shape[2] < 1:
@@ -425,6 +435,8 @@ def pid_binned(bins: torch.Tensor, thetas: torch.Tensor, nbins, numerics: str = 
         raise ValueError(f"thetas must be [batch, neurons, n_targets] = [{B}, {N}, T], got shape {tuple(thetas.shape)}")
     if thetas.device != bins.device:
         raise ValueError(f"bins and thetas must be on one device, got {bins.device} and {thetas.device}")
+    if labels is not None and len(list(labels)) != n:
+        raise ValueError(f"labels must name the {n} sources, got {len(list(labels))}")
     nb = _binning(n, nbins, (0.0, 1.0), thetas.dtype, thetas.device).nbins
     with torch.no_grad():
         if not bool(torch.isfinite(thetas).all()) or bool((thetas < 0).any()):
@@ -432,8 +444,32 @@ def pid_binned(bins: torch.Tensor, thetas: torch.Tensor, nbins, numerics: str = 
         top = torch.as_tensor(nb, device=bins.device)
         if bool((bins < 0).any()) or bool((bins >= top).any()):
             raise ValueError(f"bins must lie in [0, nbins) per source, nbins = {list(nb)}")
-    red, h_y = pid_cells(bins.long(), thetas, nb, published=numerics == "published")
-    return _result(red, h_y, None, n, labels, "reference")
+    wg = _goal_weights(gamma, n, labels, thetas.device, True)
+    from . import cpu_backend
+
+    joint = 1
+    for k in nb:
+        joint *= int(k)
+    fits = thetas.device.type == "cpu" and n <= MAX_SOURCES_FUSED and joint <= cpu_backend.CELLS_MAX_JOINT
+    if backend == "cpu" and not (fits and cpu_backend.is_available()):
+        why = cpu_backend.unavailable_reason() or ("it serves CPU tensors, up to "
+                                                  f"{MAX_SOURCES_FUSED} sources and 2^24 joint cells")
+        raise ValueError(f"pid_binned: backend 'cpu' cannot serve this call: {why}")
+    published = numerics == "published"
+    if backend == "cpu" or (backend == "auto" and fits and cpu_backend.is_available()):
+        coef, _ = _tables(n, thetas.device)
+        need_grad = wg is not None and thetas.requires_grad and torch.is_grad_enabled()
+        wfix = wg.detach() if wg is not None else None
+        goal, red, h_y = CellsGoal.apply(bins, thetas, list(nb), coef, wfix, published, need_grad)
+        if wg is not None and wg.requires_grad:  # a learnable goal: dG/dwg is (red, h_y)
+            goal = goal + torch.cat([red, h_y[:, None]], 1) @ (wg - wfix)
+        return _result(red, h_y, goal, n, labels, "cpu")
+    red, h_y = pid_cells(bins.long(), thetas, nb, published=published)
+    goal = None
+    if wg is not None:
+        wg = wg.to(red.dtype)
+        goal = red @ wg[:-1] + wg[-1] * h_y
+    return _result(red, h_y, goal, n, labels, "reference")
 
 
 def available_backends(device=None) -> List[str]:

@@ -181,3 +181,27 @@ class CPUGoal(torch.autograd.Function):
         if torch.is_grad_enabled():  # create_graph=True: differentiating this again raises
             dtheta = _FirstOrderOnly.apply(dtheta, theta, "cpu")
         return None, g_goal.unsqueeze(0) * dtheta, None, None, None, None, None, None
+
+
+class CellsGoal(torch.autograd.Function):
+    """``ik.pid_binned`` with a goal on backend "cpu": the engine's forward and analytic backward
+    (:func:`cpu_backend.cells_kernel_cpu`). Returns ``goal, red, h_y`` (float64); only the goal is
+    differentiable (with respect to thetas)."""
+
+    @staticmethod
+    def forward(ctx, bins, thetas, nbins, coef, wg, published, need_grad):
+        from .cpu_backend import cells_kernel_cpu
+
+        red, h_y, goal, dth = cells_kernel_cpu(bins, thetas, nbins, coef, wg, published, need_grad)
+        ctx.save_for_backward(dth if dth is not None else torch.empty(0), thetas)
+        ctx.mark_non_differentiable(red, h_y)
+        return goal, red, h_y
+
+    @staticmethod
+    def backward(ctx, g_goal, g_red, g_hy):
+        dth, thetas = ctx.saved_tensors
+        if dth.numel() == 0:
+            raise RuntimeError("pid_binned: backward called but the forward ran without need_grad")
+        if torch.is_grad_enabled():
+            dth = _FirstOrderOnly.apply(dth, thetas, "cpu")
+        return None, (g_goal.view(1, -1, 1) * dth).to(thetas.dtype), None, None, None, None, None

@@ -229,3 +229,33 @@ def sample_pm1_cpu(theta: torch.Tensor, generator: Optional[torch.Generator] = N
     seed = int(torch.randint(-(2**63), 2**63 - 1, (1,), dtype=torch.int64, generator=generator)) & (2**64 - 1)
     mod.sample_pm1(t.data_ptr(), out.data_ptr(), t.numel(), t.dtype == torch.float64, seed, get_num_threads())
     return out
+
+
+CELLS_MAX_JOINT = 1 << 24  # csrc/cpu/pid_cells.h kCellsMaxJoint: the joint map is dense
+
+
+def cells_kernel_cpu(bins: torch.Tensor, thetas: torch.Tensor, nbins: Sequence[int], coef: torch.Tensor,
+                     wg: Optional[torch.Tensor], published: bool, need_grad: bool,
+                     num_threads: Optional[int] = None) -> Tuple[torch.Tensor, ...]:
+    """``ik.pid_binned`` on the engine (csrc/cpu/pid_cells.h): bins [B, N, n] integer, thetas
+    [B, N, T] float (checked by the caller), wg the API's goal weights [A + 1] float64 or None.
+    Returns ``red [N, A], h_y [N], goal [N] or None, dthetas [B, N, T] or None``, float64."""
+    mod = _load()
+    if mod is None:
+        raise RuntimeError(f"backend 'cpu' cannot run: {unavailable_reason()}")
+    B, N, n = bins.shape
+    T = thetas.shape[2]
+    A = coef.shape[0]
+    b = bins.to(torch.int32).permute(1, 0, 2).contiguous()
+    t = thetas.detach().to(torch.float64).permute(1, 0, 2).contiguous()
+    red = torch.empty((N, A), dtype=torch.float64)
+    h_y = torch.empty((N,), dtype=torch.float64)
+    goal = torch.empty((N,), dtype=torch.float64) if wg is not None else None
+    dth = torch.empty((N, B, T), dtype=torch.float64) if need_grad else None
+    w = wg[:-1].contiguous() if wg is not None else None
+    mod.pid_cells(b.data_ptr(), t.data_ptr(), N, B, n, T, [int(k) for k in nbins], coef.data_ptr(), A,
+                  w.data_ptr() if w is not None else 0, float(wg[-1]) if wg is not None else 0.0, published,
+                  need_grad, red.data_ptr(), h_y.data_ptr(), goal.data_ptr() if goal is not None else 0,
+                  dth.data_ptr() if dth is not None else 0,
+                  get_num_threads() if num_threads is None else int(num_threads))  # fmt: skip
+    return red, h_y, goal, (dth.permute(1, 0, 2) if dth is not None else None)

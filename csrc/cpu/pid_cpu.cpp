@@ -20,6 +20,7 @@
 
 #include "pid_common.h"
 #include "pid_cpu_kernel.h"
+#include "pid_cells.h"
 #include "pid_groups.h"
 
 namespace py = pybind11;
@@ -265,6 +266,30 @@ void pid_groups(uintptr_t sym, int64_t N, int64_t B, int64_t L, uintptr_t labels
                    h_t, reinterpret_cast<double*>(red), int(num_threads));
 }
 
+void pid_cells(uintptr_t bins, uintptr_t thetas, int64_t N, int64_t B, int64_t n, int64_t T,
+               const std::vector<int64_t>& nbins, uintptr_t coef, int64_t A, uintptr_t w, double gamma_h,
+               bool published, bool need_grad, uintptr_t red, uintptr_t h_y, uintptr_t goal, uintptr_t dthetas,
+               int64_t num_threads) {
+    require(n >= 1 && n <= kMaxSources, "pid_cells: 1 to 4 sources, got " + std::to_string(n));
+    require(int64_t(nbins.size()) == n, "pid_cells: nbins must have one entry per source");
+    require(B >= 1 && N >= 1 && T >= 1 && T <= 64, "pid_cells: needs batch, neurons >= 1 and 1 to 64 target values");
+    require(B < (int64_t(1) << 31), "pid_cells: batch must be below 2^31");
+    require(A >= 1 && num_threads >= 1, "pid_cells: needs antichains and threads >= 1");
+    int64_t joint = 1;
+    for (int64_t k : nbins) {
+        require(k >= 1 && k <= kCellsMaxJoint / joint, "pid_cells: the joint cells (product of nbins) must be at most 2^24");
+        joint *= k;
+    }
+    require(bins && thetas && coef && red && h_y, "pid_cells: a data pointer is null");
+    require(!(need_grad || goal) || w, "pid_cells: the goal and its gradient need w");
+    require(!need_grad || dthetas, "pid_cells: need_grad needs dthetas");
+    py::gil_scoped_release release;
+    pid_cells_run(reinterpret_cast<const int32_t*>(bins), reinterpret_cast<const double*>(thetas), N, B, int(n), int(T),
+                  nbins.data(), reinterpret_cast<const int32_t*>(coef), int(A), reinterpret_cast<const double*>(w),
+                  gamma_h, published, need_grad, reinterpret_cast<double*>(red), reinterpret_cast<double*>(h_y),
+                  reinterpret_cast<double*>(goal), reinterpret_cast<double*>(dthetas), int(num_threads));
+}
+
 // +1 with probability theta, -1 otherwise, for `numel` values. The uniforms come from a keyed
 // hash of the index (two rounds of the 32-bit "lowbias32" mixer, each keyed by half of the 64-bit
 // seed: a keyed permutation of the index, so the streams of two seeds are unrelated, not shifted
@@ -366,6 +391,14 @@ PYBIND11_MODULE(_cpu, m) {
           "label: sym int32 [neurons, batch] symbols 0..levels-1 (validated by the caller), labels int32 "
           "[batch] 0..n_labels-1, groups int64 [n_groups, n], coef int32 [A, 2^n - 1]; h_t = H(label) in "
           "bits. OpenMP over groups; results independent of the thread count.");
+    m.def("pid_cells", &infomorph::cpu::pid_cells, py::arg("bins"), py::arg("thetas"), py::arg("neurons"),
+          py::arg("batch"), py::arg("n"), py::arg("n_targets"), py::arg("nbins"), py::arg("coef"),
+          py::arg("num_antichains"), py::arg("w"), py::arg("gamma_h"), py::arg("published"), py::arg("need_grad"),
+          py::arg("red"), py::arg("h_y"), py::arg("goal"), py::arg("dthetas"), py::arg("num_threads"),
+          "I_sx of pre-binned samples, any target alphabet (csrc/cpu/pid_cells.h): bins int32 [neurons, batch, n], "
+          "thetas float64 [neurons, batch, n_targets], coef int32 [A, 2^n - 1], w float64 [A]; writes red [neurons, A], "
+          "h_y [neurons], goal [neurons] (0: none) and with need_grad dthetas [neurons, batch, n_targets], float64. "
+          "published: the published infomorphic code's numerics, else exact.");
     m.def("sample_pm1", &infomorph::cpu::sample_pm1, py::arg("theta"), py::arg("out"), py::arg("numel"),
           py::arg("is_double"), py::arg("seed"), py::arg("num_threads"),
           "out[i] = +1 with probability theta[i], else -1 (contiguous CPU float tensors as data pointers); "

@@ -190,34 +190,37 @@ def _fire_column(layer) -> int:
     return 0 if name == "BinaryHeaviside" or getattr(act, "has_surrogate", False) else 1
 
 
-class _EngineAtoms(torch.autograd.Function):
-    """Atoms and H_res [A + 1, N] from the engine, attached to theta's graph: the backward of
-    sum(grad * atoms) is the goal gradient with gamma = grad (one engine call when every neuron
-    has the same grad column, as in ``-gamma @ atoms.sum(-1)``; the float64 reference otherwise)."""
+class _AtomsWithGraph(torch.autograd.Function):
+    """Atoms and H_res [A + 1, N] computed by a fused call, attached to theta's graph: the backward
+    of sum(grad * atoms) is the goal gradient with gamma = grad, one more fused call when every
+    neuron has the same grad column (as in ``-gamma @ atoms.sum(-1)``), one per neuron otherwise.
+    ``goal_of(gamma, theta)`` returns the goal per neuron, differentiable with respect to theta."""
 
     @staticmethod
-    def forward(ctx, theta, sources, values, bins, ranges, backend):
-        ctx.save_for_backward(theta, sources)
-        ctx.cfg = (bins, ranges, backend)
+    def forward(ctx, theta, values, goal_of):
+        ctx.save_for_backward(theta)
+        ctx.goal_of = goal_of
         return values.clone()
 
     @staticmethod
     def backward(ctx, grad):
-        theta, sources = ctx.saved_tensors
-        bins, ranges, backend = ctx.cfg
+        (theta,) = ctx.saved_tensors
         with torch.enable_grad():
             t = theta.detach().requires_grad_(True)
             if bool((grad == grad[:, :1]).all()):
-                g = api.pid_goal(sources, t, grad[:, 0].double(), bins=bins, ranges=ranges, backend=backend).sum()
-            else:  # neuron-dependent weights: the reference, exact and differentiable per neuron
-                r = api.pid(sources.double(), t.double(), bins=bins, ranges=ranges, backend="reference")
-                g = (grad.double() * torch.cat([r.atoms.T, r.h_res[None]])).sum()
+                g = ctx.goal_of(grad[:, 0].double(), t).sum()
+            else:
+                g = sum(ctx.goal_of(grad[:, k].double(), t)[k] for k in range(grad.shape[1]))
             (dt,) = torch.autograd.grad(g, t)
-        return dt.to(theta.dtype), None, None, None, None, None
+        return dt.to(theta.dtype), None, None
+
+
+def _binned_backend(backend: str) -> str:
+    return "reference" if backend in ("reference", "reference_dense") else "auto"
 
 
 def _layer_pid(layer, x, thetas, gamma, mode, backend, version, prob_estim):
-    """(goal summed over neurons [differentiable], atoms [A + 1, N] with graph)."""
+    """(goal summed over neurons [differentiable] or None, atoms [A + 1, N] with graph)."""
     n = len(x)
     B = x[0].shape[0]
     kind = _hard_kind(layer.binning, prob_estim)
@@ -230,24 +233,34 @@ def _layer_pid(layer, x, thetas, gamma, mode, backend, version, prob_estim):
         else:
             hist = layer.binning.get_theta_hist(thetas, x)
         p = (hist / B).permute(*range(2, 2 + n), 1, 0)
-        atoms = information_decomposition(p, mode)
-        return None, atoms
+        return None, information_decomposition(p, mode)
+    g64 = gamma.detach().double()
+    nbins = [int(k) for k in layer.binning.n_bins]
     if mode == "published":
-        bins = _published_bins(layer.binning, kind, version, [t.detach() for t in x])
-        res = api.pid_binned(torch.stack(bins, -1), thetas, [int(k) for k in layer.binning.n_bins], numerics="published")
-        return None, _stack(res)
-    col = _fire_column(layer)
-    theta = thetas[..., col]
-    xs, ranges = _engine_binning(layer.binning, kind, version, [t.detach().to(theta.dtype) for t in x])
-    sources = torch.stack(xs, -1)
-    bins = [int(k) for k in layer.binning.n_bins]
-    res = api.pid(sources, theta, bins=bins, ranges=ranges, backend=backend, gamma=gamma.detach().double())
-    values = _stack(res).to(theta.dtype)
+        bins = torch.stack(_published_bins(layer.binning, kind, version, [t.detach() for t in x]), -1)
+        bb = _binned_backend(backend)
+
+        def goal_of(gam, t):
+            return api.pid_binned(bins, t, nbins, numerics="published", gamma=gam, backend=bb).goal
+
+        theta = thetas
+        res = api.pid_binned(bins, theta, nbins, numerics="published", gamma=g64, backend=bb)
+    else:
+        theta = thetas[..., _fire_column(layer)]
+        xs, ranges = _engine_binning(layer.binning, kind, version, [t.detach().to(theta.dtype) for t in x])
+        sources = torch.stack(xs, -1)
+
+        def goal_of(gam, t):
+            return api.pid_goal(sources, t, gam, bins=nbins, ranges=ranges, backend=backend)
+
+        res = api.pid(sources, theta, bins=nbins, ranges=ranges, backend=backend, gamma=g64)
+    if res.atoms.requires_grad:  # the reference backends: the atoms carry theta's graph already
+        return res.goal.sum(), _stack(res).to(thetas.dtype)
+    values = _stack(res).to(thetas.dtype)
     goal = res.goal.sum()
     if gamma.requires_grad:  # a differentiable goal vector: its gradient is the atoms summed over neurons
-        goal = goal.detach() + (gamma.double() - gamma.double().detach()) @ values.double().sum(-1).detach()
-    atoms = _EngineAtoms.apply(theta, sources, values, bins, ranges, backend)
-    return goal, atoms
+        goal = goal + (gamma.double() - g64) @ values.double().sum(-1).detach()
+    return goal, _AtomsWithGraph.apply(theta, values, goal_of)
 
 
 _DEFAULT_GAMMA = (0.1, 0.1, 1.0, 0.1, 0.1)
