@@ -311,7 +311,8 @@ def pid_cells(
     ``red [N, A]`` and ``h_y [N]``. ``published``: the published code's numerics (equal, as a
     function of thetas, to that code on the dense theta-weighted histogram of these samples: each
     term of its sums over the grid is a sum over the samples in the cell); else exact I_sx with
-    the conventions of PID_MATH.md section 6. D = sum_y of the union marginal, detached.
+    the conventions of PID_MATH.md section 6. D = sum_y of the union marginal (detached in the
+    published numerics, as that code does; differentiated in the exact ones, as ``pid_dense`` is).
     Differentiable with respect to thetas (torch autograd)."""
     B, N, n = bins.shape
     T = thetas.shape[-1]
@@ -326,7 +327,7 @@ def pid_cells(
         _, inv = torch.unique(key.reshape(-1), return_inverse=True)
         table = torch.zeros(int(inv.max()) + 1, T, dtype=thetas.dtype, device=thetas.device).index_add(0, inv, flat)
         marg[s] = table[inv] / B  # [B N, T]: m_s(y, cell_s of each sample)
-        q[s] = marg[s].detach().sum(1, keepdim=True)
+        q[s] = (marg[s].detach() if published else marg[s]).sum(1, keepdim=True)
     p_y = thetas.sum(0) / B  # [N, T]
     p_y_s = p_y.expand(B, N, T).reshape(B * N, T)
     reds = []

@@ -21,18 +21,19 @@ struct CellsWorkspace {
     std::vector<int32_t> uid;                  // [B] slot of every sample
     std::vector<int32_t> first;                // [U] a sample of slot u
     std::vector<int64_t> ukey;                 // [U] joint cell of slot u
-    std::vector<double> M, TM, Ldir;           // [U][T] joint mass, its T table, the direct term
-    std::vector<std::vector<double>> m, tm;    // proper subsets: [cells][T] mass and T table (dense)
+    std::vector<double> M, TM, Ldir, TQ;       // [U][T] joint mass, its T table, the direct term; [U] its Q table
+    std::vector<std::vector<double>> m, tm, tq;  // proper subsets: [cells][T] mass and T table, [cells] Q table
     std::vector<std::vector<int64_t>> touched; // proper subsets: cells to reset
     std::vector<double> val, q, num, den;      // per joint cell scratch
 
     CellsWorkspace(int64_t joint, int64_t B, int S, int T, const std::vector<int64_t>& cells)
         : slot(size_t(joint), -1), key(size_t(S) * B), uid(size_t(B)), first(size_t(B)), ukey(size_t(B)),
-          M(size_t(B) * T), TM(size_t(B) * T), Ldir(size_t(B) * T), m(S), tm(S), touched(S),
+          M(size_t(B) * T), TM(size_t(B) * T), Ldir(size_t(B) * T), TQ(size_t(B)), m(S), tm(S), tq(S), touched(S),
           val(size_t(S) * T), q(size_t(S)), num(size_t(T)), den(1) {
         for (int s = 0; s < S - 1; ++s) {
             m[s].assign(size_t(cells[s]) * T, 0.0);
             tm[s].assign(size_t(cells[s]) * T, 0.0);
+            tq[s].assign(size_t(cells[s]), 0.0);
         }
     }
 };
@@ -96,6 +97,7 @@ void pid_cells_run(const int32_t* bins, const double* thetas, int64_t N, int64_t
                     ws.ukey[size_t(U)] = k;
                     for (int y = 0; y < T; ++y) ws.M[size_t(U) * T + y] = 0.0, ws.TM[size_t(U) * T + y] = 0.0,
                                                 ws.Ldir[size_t(U) * T + y] = 0.0;
+                    ws.TQ[size_t(U)] = 0.0;
                     ++U;
                 }
                 ws.uid[size_t(i)] = u;
@@ -145,6 +147,7 @@ void pid_cells_run(const int32_t* bins, const double* thetas, int64_t N, int64_t
                         for (int y = 0; y < T; ++y) ws.num[size_t(y)] += c * ws.val[size_t(s) * T + y];
                     }
                     const double wa = w ? w[a] : 0.0;
+                    double live_mass = 0.0;  // exact numerics: sum_y m(y, u) over the live terms, for dG/dD
                     for (int y = 0; y < T; ++y) {
                         const double Nv = ws.num[size_t(y)];
                         double L = 0.0;
@@ -168,6 +171,15 @@ void pid_cells_run(const int32_t* bins, const double* thetas, int64_t N, int64_t
                                 t[y] += g * rv[size_t(k)];
                             }
                             R[size_t(y)] += wa * mu[y] * D * kInvLn2c / (D * py[size_t(y)] + eps);
+                            live_mass += mu[y];
+                        }
+                    }
+                    if (!published && live_mass != 0.0) {  // D's own derivative (published: D detached)
+                        const double gd = -wa * live_mass * kInvLn2c / D;
+                        for (int k = rp[size_t(a)]; k < rp[size_t(a) + 1]; ++k) {
+                            const int s = rc[size_t(k)];
+                            double* t = s == S - 1 ? ws.TQ.data() + u : ws.tq[size_t(s)].data() + ws.key[size_t(s) * B + i0];
+                            *t += gd * rv[size_t(k)];
                         }
                     }
                 }
@@ -200,8 +212,10 @@ void pid_cells_run(const int32_t* bins, const double* thetas, int64_t N, int64_t
                 double* dn = dthetas + nn * B * T;
                 for (int64_t i = 0; i < B; ++i) {
                     const int32_t u = ws.uid[size_t(i)];
+                    double gq = ws.TQ[size_t(u)];  // the same for every y: q sums over y
+                    for (int s = 0; s < S - 1; ++s) gq += ws.tq[size_t(s)][size_t(ws.key[size_t(s) * B + i])];
                     for (int y = 0; y < T; ++y) {
-                        double g = ws.Ldir[size_t(u) * T + y] + ws.TM[size_t(u) * T + y] + R[size_t(y)];
+                        double g = ws.Ldir[size_t(u) * T + y] + ws.TM[size_t(u) * T + y] + R[size_t(y)] + gq;
                         for (int s = 0; s < S - 1; ++s) g += ws.tm[size_t(s)][size_t(ws.key[size_t(s) * B + i] * T + y)];
                         dn[i * T + y] = g * invB;
                     }
@@ -210,6 +224,7 @@ void pid_cells_run(const int32_t* bins, const double* thetas, int64_t N, int64_t
             // reset the touched cells of every table and the joint map
             for (int s = 0; s < S - 1; ++s)
                 for (int64_t c : ws.touched[size_t(s)]) {
+                    ws.tq[size_t(s)][size_t(c)] = 0.0;
                     for (int y = 0; y < T; ++y) ws.m[size_t(s)][size_t(c * T + y)] = 0.0, ws.tm[size_t(s)][size_t(c * T + y)] = 0.0;
                 }
             for (int32_t u = 0; u < U; ++u) ws.slot[size_t(ws.ukey[size_t(u)])] = -1;

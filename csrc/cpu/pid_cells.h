@@ -3,7 +3,7 @@
 //
 // Per neuron: B samples with bin indices b_i (n sources) and a target distribution theta_i(y),
 // y = 0..T-1, every column as given. In units of probability (sums / B):
-//   m_s(y, c) = (1/B) sum_i theta_i(y) [cell_s(b_i) = c],   q_s(c) = sum_y m_s(y, c)  (detached)
+//   m_s(y, c) = (1/B) sum_i theta_i(y) [cell_s(b_i) = c],   q_s(c) = sum_y m_s(y, c)
 //   N_a(y, u) = sum_s C[a, s] m_s(y, cell_s(u)),   D_a(u) = sum_s C[a, s] q_s(cell_s(u)),  p(y) = sum_u m(y, u)
 // over the occupied joint cells u, with m(y, u) = m_full(y, u):
 //   published numerics (the published infomorphic code): r = N / (D p(y) + 1e-10), L = log2 r, or
@@ -16,6 +16,9 @@
 //   T_s(y, c) = sum_{u in c} sum_a [L_a live] w_a C[a, s] m(y, u) / (N_a(y, u) ln 2)
 //   R(y) = sum_u sum_a [L_a live] w_a m(y, u) D_a(u) / ((D_a(u) p(y) + eps) ln 2)   (eps = 0: exact)
 //   H'(y) = -log2(p(y) + eps) - p(y) / ((p(y) + eps) ln 2)
+//   exact numerics also differentiate D (published: D detached, as that code does), a term the same for
+//   every y (q sums over y; it cancels when sum_y theta_i(y) is fixed):
+//   + sum_s Q_s(cell_s(b_i)),  Q_s(c) = -sum_{u in c} sum_a w_a C[a, s] (sum_{y live} m(y, u)) / (D_a(u) ln 2)
 // Tables are dense per proper subset (reset through their touched cells); the joint cells are
 // deduplicated in first-appearance order. Everything in float64; each neuron runs on one thread in
 // sample order, so results do not depend on the thread count.

@@ -70,14 +70,32 @@ def _stack(res) -> torch.Tensor:
 def information_decomposition(p: torch.Tensor, mode: str = "exact") -> torch.Tensor:
     """``InformationDecomposition`` of the current im_net: p [K_1, ..., K_n, o, N] (o target
     values, N neurons) -> [n_atoms + 1, N] (gamma order, H_res last), differentiable with respect
-    to p. ``mode`` "exact" (I_sx as defined) or "published" (that code's numerics)."""
+    to p. ``mode`` "exact" (I_sx as defined; the gradient differentiates the union probabilities
+    too, as ``ik.pid_distribution``) or "published" (that code's numerics and gradient). On the CPU
+    engine every grid cell is one weighted sample of ``ik.pid_binned`` (fused forward and
+    backward); elsewhere ``ik.pid_distribution`` (torch autograd)."""
     if not isinstance(p, torch.Tensor) or not p.is_floating_point():
         raise TypeError(f"p must be a floating tensor [K_1, ..., K_n, o, N], got {type(p).__name__}")
     if p.dim() < 3:
         raise ValueError(f"p must be [K_1, ..., K_n, o, N] with n >= 1 sources, got shape {tuple(p.shape)}")
     _check_mode(mode)
     n = p.dim() - 2
-    return _stack(api.pid_distribution(p.movedim((-1, -2), (0, 1)), n_sources=n, numerics=mode))
+    K = list(p.shape[:n])
+    o, N = p.shape[n], p.shape[n + 1]
+    cells = 1
+    for k in K:
+        cells *= k
+    if not (p.device.type == "cpu" and n <= 4 and cells <= (1 << 22) and "cpu" in api.available_backends()):
+        return _stack(api.pid_distribution(p.movedim((-1, -2), (0, 1)), n_sources=n, numerics=mode))
+    grid = torch.cartesian_prod(*[torch.arange(k) for k in K]) if n > 1 else torch.arange(K[0])[:, None]
+    bins = grid[:, None, :].expand(cells, N, n)
+    thetas = p.reshape(cells, o, N).permute(0, 2, 1) * cells  # each cell a sample: (1/cells) sum = p
+
+    def goal_of(gam, t):
+        return api.pid_binned(bins, t, K, numerics=mode, gamma=gam, backend="cpu").goal
+
+    res = api.pid_binned(bins, thetas.detach(), K, numerics=mode, backend="cpu")
+    return _AtomsWithGraph.apply(thetas, _stack(res).to(p.dtype), goal_of)
 
 
 # ----------------------------------------------------------------------------------------------
