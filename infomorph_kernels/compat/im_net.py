@@ -36,14 +36,16 @@ Modes:
   ratios below 1e-7 replaced by 1, with the gradient that implies; the union probabilities of the
   sources detached) and the published binning of that version (its edges in its dtype: float64
   for the first version, the default dtype for the current one), evaluated over the samples'
-  occupied cells instead of the dense K^n grid (torch autograd; the same function of theta).
+  occupied cells instead of the dense K^n grid (``ik.pid_binned(..., numerics="published")``: the
+  same function of the thetas, both columns as the activation produced them, on the CPU engine's
+  fused forward and analytic backward).
 """
 from __future__ import annotations
 
 import importlib
 import sys
 import types
-from typing import List, Optional, Sequence
+from typing import List, Optional
 
 import torch
 
