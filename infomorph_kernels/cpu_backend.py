@@ -116,24 +116,44 @@ def pid_kernel_cpu(
         raise ValueError(f"coef must be [A, {S}] for {n} sources, got shape {tuple(coef.shape)}")
     coef = _check_cpu_tensor("coef", coef.to(torch.int32), torch.int32, None)
     A = int(coef.shape[0])
-    red = torch.empty((N, A), dtype=dt)
-    h_y = torch.empty((N,), dtype=dt)
     if need_grad:
         w = _check_cpu_tensor("w", torch.as_tensor(w, dtype=torch.float64), torch.float64, (A,))
+    _, red, h_y, dtheta = _run_layer(mod, x, theta, edges, nbins, clamp_lo, clamp_hi, adaptive, coef,
+                                     w if need_grad else None, gamma_h, need_grad, check_values, num_threads, False)
+    return red, h_y, dtheta
+
+
+_EMPTY = {}
+
+
+def _run_layer(mod, x, theta, edges, nbins, clamp_lo, clamp_hi, adaptive, coef, w, gamma_h, need_grad,
+               check_values, num_threads, with_goal):
+    """One engine call on checked, contiguous CPU tensors: ``goal (or None), red, h_y, dtheta``
+    (dtheta empty unless need_grad; the goal needs w)."""
+    B, N, _ = x.shape
+    A = coef.shape[0]
+    dt = x.dtype
+    red = torch.empty((N, A), dtype=dt)
+    h_y = torch.empty((N,), dtype=dt)
+    goal = torch.empty((N,), dtype=dt) if with_goal else None
+    if need_grad:
         dtheta = torch.empty((B, N), dtype=dt)
     else:
-        w = None
-        dtheta = torch.empty((0,), dtype=dt)
+        dtheta = _EMPTY.get(dt)
+        if dtheta is None:
+            dtheta = _EMPTY[dt] = torch.empty((0,), dtype=dt)
     threads = get_num_threads() if num_threads is None else int(num_threads)
     status = mod.pid_layer(
-        x.data_ptr(), theta.data_ptr(), edges.data_ptr(), int(edges.shape[1]), nbins,
+        x.data_ptr(), theta.data_ptr(), edges.data_ptr(), edges.shape[1], nbins,
         clamp_lo.data_ptr(), clamp_hi.data_ptr(), bool(adaptive),
         coef.data_ptr(), A, w.data_ptr() if w is not None else 0, float(gamma_h), bool(need_grad),
         B, N, dt == torch.float64,
         red.data_ptr(), h_y.data_ptr(), dtheta.data_ptr() if need_grad else 0, threads, bool(check_values),
+        goal=goal.data_ptr() if goal is not None else 0,
     )  # fmt: skip
-    _raise_on_status(status, x, theta)
-    return red, h_y, dtheta
+    if status:
+        _raise_on_status(status, x, theta)
+    return goal, red, h_y, dtheta
 
 
 def local_kernel_cpu(x: torch.Tensor, theta: torch.Tensor, binning, coef: torch.Tensor, moebius: torch.Tensor,
@@ -176,9 +196,6 @@ def local_kernel_cpu(x: torch.Tensor, theta: torch.Tensor, binning, coef: torch.
     return (red, h_y) + tuple(o.transpose(0, 1) for o in outs)
 
 
-_EMPTY = {}
-
-
 def goal_kernel_cpu(x: torch.Tensor, theta: torch.Tensor, binning, coef: torch.Tensor, w: torch.Tensor,
                     gamma_h: float, need_grad: bool, check_values: bool = False,
                     num_threads: Optional[int] = None) -> Tuple[torch.Tensor, ...]:
@@ -191,29 +208,8 @@ def goal_kernel_cpu(x: torch.Tensor, theta: torch.Tensor, binning, coef: torch.T
     mod = _load()
     if mod is None:
         raise RuntimeError(f"backend 'cpu' cannot run: {unavailable_reason()}")
-    B, N, n = x.shape
-    A = coef.shape[0]
-    dt = x.dtype
-    red = torch.empty((N, A), dtype=dt)
-    h_y = torch.empty((N,), dtype=dt)
-    goal = torch.empty((N,), dtype=dt)
-    if need_grad:
-        dtheta = torch.empty((B, N), dtype=dt)
-    else:
-        dtheta = _EMPTY.get(dt)
-        if dtheta is None:
-            dtheta = _EMPTY[dt] = torch.empty((0,), dtype=dt)
-    threads = get_num_threads() if num_threads is None else int(num_threads)
-    status = mod.pid_layer(
-        x.data_ptr(), theta.data_ptr(), binning.edges.data_ptr(), binning.edges.shape[1], binning.nbins,
-        binning.clamp_lo.data_ptr(), binning.clamp_hi.data_ptr(), binning.adaptive,
-        coef.data_ptr(), A, w.data_ptr(), gamma_h, need_grad, B, N, dt == torch.float64,
-        red.data_ptr(), h_y.data_ptr(), dtheta.data_ptr() if need_grad else 0, threads, check_values,
-        goal=goal.data_ptr(),
-    )  # fmt: skip
-    if status:
-        _raise_on_status(status, x, theta)
-    return goal, red, h_y, dtheta
+    return _run_layer(mod, x, theta, binning.edges, binning.nbins, binning.clamp_lo, binning.clamp_hi,
+                      binning.adaptive, coef, w, gamma_h, need_grad, check_values, num_threads, True)
 
 
 def sample_pm1_cpu(theta: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
