@@ -172,15 +172,21 @@ class CPUGoal(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, g_goal, g_red, g_hy):
-        dtheta, theta = ctx.saved_tensors
-        if dtheta.numel() == 0:
-            raise RuntimeError(
-                "pid: backward called but the forward ran without need_grad "
-                "(theta did not require grad when the goal was computed)"
-            )
-        if torch.is_grad_enabled():  # create_graph=True: differentiating this again raises
-            dtheta = _FirstOrderOnly.apply(dtheta, theta, "cpu")
+        dtheta = _saved_gradient(ctx, "pid")
         return None, g_goal.unsqueeze(0) * dtheta, None, None, None, None, None, None
+
+
+def _saved_gradient(ctx, who: str) -> torch.Tensor:
+    """The fused dG/dtheta a CPU forward saved (with theta), ready to scale by the goal's grad."""
+    dtheta, theta = ctx.saved_tensors
+    if dtheta.numel() == 0:
+        raise RuntimeError(
+            f"{who}: backward called but the forward ran without need_grad "
+            "(theta did not require grad when the goal was computed)"
+        )
+    if torch.is_grad_enabled():  # create_graph=True: differentiating this again raises
+        dtheta = _FirstOrderOnly.apply(dtheta, theta, "cpu")
+    return dtheta
 
 
 class CellsGoal(torch.autograd.Function):
@@ -199,9 +205,5 @@ class CellsGoal(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, g_goal, g_red, g_hy):
-        dth, thetas = ctx.saved_tensors
-        if dth.numel() == 0:
-            raise RuntimeError("pid_binned: backward called but the forward ran without need_grad")
-        if torch.is_grad_enabled():
-            dth = _FirstOrderOnly.apply(dth, thetas, "cpu")
-        return None, (g_goal.view(1, -1, 1) * dth).to(thetas.dtype), None, None, None, None, None
+        dth = _saved_gradient(ctx, "pid_binned")
+        return None, (g_goal.view(1, -1, 1) * dth).to(ctx.saved_tensors[1].dtype), None, None, None, None, None
