@@ -317,16 +317,15 @@ def pid_cells(
     B, N, n = bins.shape
     T = thetas.shape[-1]
     coef = lattice.coef_matrix(n)
-    neuron = torch.arange(N, device=bins.device).expand(B, N)
+    neuron = torch.arange(N, device=bins.device).view(1, N)
     flat = thetas.reshape(B * N, T)
     marg, q = {}, {}
     for s in range(1, 1 << n):
         key = neuron.clone()
         for j in _subset_members(s, n):
             key = key * int(nbins[j]) + bins[..., j]
-        _, inv = torch.unique(key.reshape(-1), return_inverse=True)
-        table = torch.zeros(int(inv.max()) + 1, T, dtype=thetas.dtype, device=thetas.device).index_add(0, inv, flat)
-        marg[s] = table[inv] / B  # [B N, T]: m_s(y, cell_s of each sample)
+        cols = _segment_tables(key, [thetas[..., y] for y in range(T)])
+        marg[s] = torch.stack(cols, -1).reshape(B * N, T) / B  # m_s(y, cell_s of each sample)
         q[s] = (marg[s].detach() if published else marg[s]).sum(1, keepdim=True)
     p_y = thetas.sum(0) / B  # [N, T]
     p_y_s = p_y.expand(B, N, T).reshape(B * N, T)
