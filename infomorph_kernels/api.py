@@ -13,7 +13,7 @@ import torch
 
 from . import _validate, dispatch, lattice
 from .autograd import CellsGoal, CPUGoal, PIDFused, pid_fused
-from .binning import bin_indices, make_binning
+from .binning import _as_int_bins, bin_indices, make_binning
 from .reference import (dense_joint, pid_cells, pid_dense, pid_dense_local, pid_dense_published, pid_dense_samples,
                         pid_samples, pid_samples_local)
 
@@ -437,7 +437,7 @@ def pid_binned(bins: torch.Tensor, thetas: torch.Tensor, nbins, numerics: str = 
         raise ValueError(f"bins and thetas must be on one device, got {bins.device} and {thetas.device}")
     if labels is not None and len(list(labels)) != n:
         raise ValueError(f"labels must name the {n} sources, got {len(list(labels))}")
-    nb = _binning(n, nbins, (0.0, 1.0), thetas.dtype, thetas.device).nbins
+    nb = _as_int_bins(nbins, n, "nbins")
     with torch.no_grad():
         if not bool(torch.isfinite(thetas).all()) or bool((thetas < 0).any()):
             raise ValueError("thetas must be finite and nonnegative")

@@ -36,26 +36,26 @@ class Binning:
         return len(self.nbins)
 
 
-def _as_int_bins(bins, n: int) -> List[int]:
+def _as_int_bins(bins, n: int, name: str = "bins") -> List[int]:
     if isinstance(bins, torch.Tensor):
         bins = bins.tolist()
     if isinstance(bins, bool):
-        raise TypeError(f"bins must be an int or {n} ints, got {bins!r}")
+        raise TypeError(f"{name} must be an int or {n} ints, got {bins!r}")
     if isinstance(bins, int):
         bins = [bins] * n
     try:
         bins = list(bins)
     except TypeError:
-        raise TypeError(f"bins must be an int or a sequence of {n} ints, got {type(bins).__name__}") from None
+        raise TypeError(f"{name} must be an int or a sequence of {n} ints, got {type(bins).__name__}") from None
     if len(bins) != n:
-        raise ValueError(f"bins must be an int or one int per source ({n}), got {len(bins)} values")
+        raise ValueError(f"{name} must be an int or one int per source ({n}), got {len(bins)} values")
     out = []
     for b in bins:
         if isinstance(b, bool) or not isinstance(b, int) and not (hasattr(b, "__index__")):
-            raise TypeError(f"bins must hold ints, got {b!r}")
+            raise TypeError(f"{name} must hold ints, got {b!r}")
         b = int(b)
         if b <= 0:
-            raise ValueError(f"bins must be >= 1, got {b}")
+            raise ValueError(f"{name} must be >= 1, got {b}")
         out.append(b)
     return out
 

@@ -384,6 +384,10 @@ def test_pid_binned_api(default_dtype):
         ik.pid_binned(bins, thetas, 20, numerics="fast")
     with pytest.raises(ValueError, match="finite and nonnegative"):
         ik.pid_binned(bins, thetas * float("nan"), 20)
+    with pytest.raises(ValueError, match=r"nbins must be an int or one int per source \(3\)"):
+        ik.pid_binned(bins, thetas, [20, 20])
+    with pytest.raises(ValueError, match="nbins must be >= 1"):
+        ik.pid_binned(bins, thetas, 0)
     with pytest.raises(ValueError, match="backend must be one of"):
         ik.pid_binned(bins, thetas, 20, backend="cuda")
     with pytest.raises(ValueError, match="labels must name"):
