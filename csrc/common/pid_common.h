@@ -20,6 +20,7 @@ namespace infomorph {
 // already past what a GPU block can hold.
 constexpr int64_t kMaxCells = int64_t(1) << 28;
 constexpr int kMaxSources = 4;
+constexpr double kInvLn2 = 1.4426950408889634;  // 1 / ln 2
 
 // prod_j nbins[j] with overflow checks; throws std::invalid_argument (-> Python ValueError) naming
 // the argument and the limit.

@@ -7,13 +7,14 @@
 #include <cstring>
 #include <vector>
 
+#include "pid_common.h"
+
 namespace infomorph {
 namespace cpu {
 namespace {
 
 constexpr double kEps = 1.0e-10;        // the published code's offset
 constexpr double kFloor = 1.0e-7;       // its ratios below this become 1
-constexpr double kInvLn2c = 1.4426950408889634;
 
 struct CellsWorkspace {
     std::vector<int32_t> slot;                 // [joint cells] -> slot u, -1 = free
@@ -24,12 +25,12 @@ struct CellsWorkspace {
     std::vector<double> M, TM, Ldir, TQ;       // [U][T] joint mass, its T table, the direct term; [U] its Q table
     std::vector<std::vector<double>> m, tm, tq;  // proper subsets: [cells][T] mass and T table, [cells] Q table
     std::vector<std::vector<int64_t>> touched; // proper subsets: cells to reset
-    std::vector<double> val, q, num, den;      // per joint cell scratch
+    std::vector<double> val, q, num;           // per joint cell scratch
 
     CellsWorkspace(int64_t joint, int64_t B, int S, int T, const std::vector<int64_t>& cells)
         : slot(size_t(joint), -1), key(size_t(S) * B), uid(size_t(B)), first(size_t(B)), ukey(size_t(B)),
           M(size_t(B) * T), TM(size_t(B) * T), Ldir(size_t(B) * T), TQ(size_t(B)), m(S), tm(S), tq(S), touched(S),
-          val(size_t(S) * T), q(size_t(S)), num(size_t(T)), den(1) {
+          val(size_t(S) * T), q(size_t(S)), num(size_t(T)) {
         for (int s = 0; s < S - 1; ++s) {
             m[s].assign(size_t(cells[s]) * T, 0.0);
             tm[s].assign(size_t(cells[s]) * T, 0.0);
@@ -163,19 +164,19 @@ void pid_cells_run(const int32_t* bins, const double* thetas, int64_t N, int64_t
                         acc[size_t(a)] += mu[y] * L;
                         if (need_grad && live && wa != 0.0) {
                             ws.Ldir[size_t(u) * T + y] += wa * L;
-                            const double g = wa * mu[y] * kInvLn2c / Nv;  // dG/dN_a(y, u)
+                            const double g = wa * mu[y] * kInvLn2 / Nv;  // dG/dN_a(y, u)
                             for (int k = rp[size_t(a)]; k < rp[size_t(a) + 1]; ++k) {
                                 const int s = rc[size_t(k)];
                                 double* t = s == S - 1 ? ws.TM.data() + size_t(u) * T
                                                        : ws.tm[size_t(s)].data() + ws.key[size_t(s) * B + i0] * T;
                                 t[y] += g * rv[size_t(k)];
                             }
-                            R[size_t(y)] += wa * mu[y] * D * kInvLn2c / (D * py[size_t(y)] + eps);
+                            R[size_t(y)] += wa * mu[y] * D * kInvLn2 / (D * py[size_t(y)] + eps);
                             live_mass += mu[y];
                         }
                     }
                     if (!published && live_mass != 0.0) {  // D's own derivative (published: D detached)
-                        const double gd = -wa * live_mass * kInvLn2c / D;
+                        const double gd = -wa * live_mass * kInvLn2 / D;
                         for (int k = rp[size_t(a)]; k < rp[size_t(a) + 1]; ++k) {
                             const int s = rc[size_t(k)];
                             double* t = s == S - 1 ? ws.TQ.data() + u : ws.tq[size_t(s)].data() + ws.key[size_t(s) * B + i0];
@@ -204,9 +205,9 @@ void pid_cells_run(const int32_t* bins, const double* thetas, int64_t N, int64_t
                     const double p = py[size_t(y)];
                     double dH = 0.0;
                     if (published)
-                        dH = -std::log2(p + eps) - p * kInvLn2c / (p + eps);
+                        dH = -std::log2(p + eps) - p * kInvLn2 / (p + eps);
                     else if (p > 0.0)
-                        dH = -std::log2(p) - kInvLn2c;
+                        dH = -std::log2(p) - kInvLn2;
                     R[size_t(y)] = gamma_h * dH - R[size_t(y)];  // the per-y constant of the gradient
                 }
                 double* dn = dthetas + nn * B * T;

@@ -82,7 +82,6 @@ namespace infomorph { namespace cpu { inline uint64_t g_phase_cycles[16]; } }
 namespace infomorph {
 namespace cpu {
 
-constexpr double kInvLn2 = 1.4426950408889634;  // 1 / ln 2
 constexpr int kHalves = 2;                       // vectors per lane group
 constexpr int kLanes = kHalves * kVec;           // joint cells evaluated together (8)
 constexpr int64_t kMaxLogTable = int64_t(1) << 16;  // batch sizes served by the log2-of-int table
