@@ -443,6 +443,25 @@ def test_pid_binned_engine_equals_torch_autograd(n, T, K, numerics):
     assert float((gg - gg2).abs().max()) < 1e-12
 
 
+def test_exact_mode_normalizes_as_the_engine(default_dtype):
+    """normalize=True with edges other than (-1, 1): x / max|x| by the engine's rule, so a source
+    that is 0 throughout stays 0 (a plain division would give 0 / 0 = NaN and an error)."""
+    default_dtype(torch.float64)
+    im, pe = S.make("current", "_zero")
+    b = pe.BinningFixedSize("cpu", [5, 5], edges=[torch.tensor([-0.5, 0.5])] * 2,
+                            binedges=[torch.linspace(-0.5, 0.5, 6)] * 2, normalize=True)
+    layer = im.IM_Layer([2, 2], 2, S.Activation("SumActivation", False), b)
+    g = torch.Generator().manual_seed(5)
+    x = [torch.randn(16, 2, generator=g, dtype=torch.float64), torch.zeros(16, 2, dtype=torch.float64)]
+    th = torch.rand(16, 2, generator=g, dtype=torch.float64)
+    layer.save_for_loss = (x, torch.stack([1 - th, th], 2).requires_grad_(True))
+    with C.install(module=im):
+        loss, atoms = layer.loss([0.1, 0.1, 1.0, 0.1, 0.1], return_atoms=True)
+    ref = ik.pid(torch.stack([x[0] / x[0].abs().max(0, keepdim=True)[0], x[1]], -1), th, bins=5,
+                 ranges=(-0.5, 0.5), backend="reference")
+    assert torch.isfinite(loss) and float((atoms.detach()[:-1].T - ref.atoms).abs().max()) < 1e-12
+
+
 def test_degenerate_inputs_stay_finite(default_dtype):
     """Constant sources (adaptive range of width 0), theta exactly 0 and 1, batch 1."""
     default_dtype(torch.float64)

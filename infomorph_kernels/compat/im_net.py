@@ -50,6 +50,7 @@ from typing import List, Optional
 import torch
 
 from .. import api, lattice
+from ..binning import adaptive_scale
 
 __all__ = ["Handle", "install", "uninstall", "information_decomposition", "write_moebius_pkl", "MODES"]
 
@@ -152,16 +153,22 @@ def _published_bins(binning, kind, version, x):
             for t, e in zip(x, edges)]
 
 
+def _engine_normalized(x: List[torch.Tensor]) -> List[torch.Tensor]:
+    """x / max|x| per neuron by the engine's own rule (a source that is 0 throughout stays 0)."""
+    return list(adaptive_scale(torch.stack(x, -1)).unbind(-1))
+
+
 def _engine_binning(binning, kind: str, version: str, x: List[torch.Tensor]):
     """(sources as the engine bins them, ranges) for the exact mode: the same rule (clamp to
-    [lo + 1e-4, hi], bin k holds edge_k < x <= edge_k+1) with the engine's float64 edges."""
+    [lo + 1e-4, hi], bin k holds edge_k < x <= edge_k+1) with the engine's float64 edges and its
+    normalization."""
     if version == "first":
         if kind == "fixed":
             return x, [(float(e[0]), float(e[1])) for e in binning.edges]
         if binning.normalize and binning.symmetric:
             return x, "adaptive"
         if binning.normalize:
-            x = _normalized(x)
+            x = _engine_normalized(x)
         return x, [_span(float(t.min()) - 1, float(t.max()) + 1) for t in x]
     pad = float(binning.padding) if kind == "adaptive" else 0.0
     if kind == "fixed":
@@ -169,12 +176,12 @@ def _engine_binning(binning, kind: str, version: str, x: List[torch.Tensor]):
         if binning.normalize:
             if all(r == (-1.0, 1.0) for r in ranges):
                 return x, "adaptive"
-            x = _normalized(x)
+            x = _engine_normalized(x)
         return x, ranges
     if binning.normalize:
         if pad == 0.0:
             return x, "adaptive"
-        return _normalized(x), [(-1.0 - pad, 1.0 + pad)] * len(x)
+        return _engine_normalized(x), [(-1.0 - pad, 1.0 + pad)] * len(x)
     return x, [_span(float(t.min()) - pad, float(t.max()) + pad) for t in x]
 
 
