@@ -9,7 +9,7 @@ naming what is missing. See README.md and ../shared/PID_MATH.md for the math.
 """
 from . import lattice
 from .analysis import complexity_profile, degree_of_synergy, mig, mir, mutual_information_matrix, pid_labels, representational_complexity
-from .api import PIDResult, available_backends, pid, pid_binned, pid_distribution, pid_goal, sample_pm1
+from .api import PIDResult, available_backends, pid, pid_binned, pid_distribution, pid_goal, sample_pm1, trivariate_activation
 from .binning import make_binning
 from .dispatch import BACKENDS, backend_status
 
@@ -34,4 +34,5 @@ __all__ = [
     "pid_labels",
     "representational_complexity",
     "sample_pm1",
+    "trivariate_activation",
 ]

@@ -207,3 +207,27 @@ class CellsGoal(torch.autograd.Function):
     def backward(ctx, g_goal, g_red, g_hy):
         dth = _saved_gradient(ctx, "pid_binned")
         return None, (g_goal.view(1, -1, 1) * dth).to(ctx.saved_tensors[1].dtype), None, None, None, None, None
+
+
+class TrivariateActivation(torch.autograd.Function):
+    """The trivariate activation on the CPU engine (float32, one shape, contiguous): theta with
+    the analytic backward of csrc/cpu/activation.h (recomputes the two inner sigmoids)."""
+
+    @staticmethod
+    def forward(ctx, f, c, l, params):
+        from . import cpu_backend
+
+        theta = cpu_backend.trivariate_forward_cpu(f, c, l, params)
+        ctx.save_for_backward(f, c, l, theta)
+        ctx.params = params
+        return theta
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, g):
+        from . import cpu_backend
+
+        f, c, l, theta = ctx.saved_tensors
+        df, dc, dl = cpu_backend.trivariate_backward_cpu(f, c, l, theta, g, ctx.params)
+        need = ctx.needs_input_grad
+        return (df if need[0] else None), (dc if need[1] else None), (dl if need[2] else None), None

@@ -227,6 +227,30 @@ def sample_pm1_cpu(theta: torch.Tensor, generator: Optional[torch.Generator] = N
     return out
 
 
+def trivariate_forward_cpu(f: torch.Tensor, c: torch.Tensor, l: torch.Tensor, params: Sequence[float]) -> torch.Tensor:
+    """theta of the trivariate activation (csrc/cpu/activation.h) for contiguous float32 CPU tensors
+    of one shape (checked by the caller); params (a1, a2, b1, b2)."""
+    mod = _load()
+    if mod is None:
+        raise RuntimeError(f"backend 'cpu' cannot run: {unavailable_reason()}")
+    theta = torch.empty_like(f)
+    mod.trivariate_fwd(f.data_ptr(), c.data_ptr(), l.data_ptr(), theta.data_ptr(), f.numel(), list(params),
+                       get_num_threads())
+    return theta
+
+
+def trivariate_backward_cpu(f, c, l, theta, grad, params) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(df, dc, dl) of the trivariate activation for the upstream gradient ``grad`` of theta."""
+    mod = _load()
+    if mod is None:
+        raise RuntimeError(f"backend 'cpu' cannot run: {unavailable_reason()}")
+    g = grad.contiguous()
+    df, dc, dl = torch.empty_like(f), torch.empty_like(f), torch.empty_like(f)
+    mod.trivariate_bwd(f.data_ptr(), c.data_ptr(), l.data_ptr(), theta.data_ptr(), g.data_ptr(), df.data_ptr(),
+                       dc.data_ptr(), dl.data_ptr(), f.numel(), list(params), get_num_threads())
+    return df, dc, dl
+
+
 CELLS_MAX_JOINT = 1 << 24  # csrc/cpu/pid_cells.h kCellsMaxJoint: the joint map is dense
 
 

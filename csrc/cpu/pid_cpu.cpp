@@ -20,6 +20,7 @@
 
 #include "pid_common.h"
 #include "pid_cpu_kernel.h"
+#include "activation.h"
 #include "pid_cells.h"
 #include "pid_groups.h"
 
@@ -360,6 +361,37 @@ void sample_pm1(uintptr_t theta, uintptr_t out, int64_t numel, bool is_double, u
         sample_pm1_run(reinterpret_cast<const float*>(theta), reinterpret_cast<float*>(out), numel, seed, int(num_threads));
 }
 
+TrivariateParams trivariate_params(const std::vector<double>& a) {
+    require(a.size() == 4, "trivariate_activation: params must be (a1, a2, b1, b2)");
+    return TrivariateParams{float(a[0]), float(a[1]), float(a[2]), float(a[3])};
+}
+
+void trivariate_fwd(uintptr_t f, uintptr_t c, uintptr_t l, uintptr_t theta, int64_t numel,
+                    const std::vector<double>& params, int64_t num_threads) {
+    require(numel >= 0 && num_threads >= 1, "trivariate_fwd: needs numel >= 0 and threads >= 1");
+    const TrivariateParams p = trivariate_params(params);
+    if (numel == 0) return;
+    require(f && c && l && theta, "trivariate_fwd: a data pointer is null");
+    py::gil_scoped_release release;
+    trivariate_forward(reinterpret_cast<const float*>(f), reinterpret_cast<const float*>(c),
+                       reinterpret_cast<const float*>(l), reinterpret_cast<float*>(theta), numel, p,
+                       int(num_threads), use_avx2());
+}
+
+void trivariate_bwd(uintptr_t f, uintptr_t c, uintptr_t l, uintptr_t theta, uintptr_t grad, uintptr_t df,
+                    uintptr_t dc, uintptr_t dl, int64_t numel, const std::vector<double>& params, int64_t num_threads) {
+    require(numel >= 0 && num_threads >= 1, "trivariate_bwd: needs numel >= 0 and threads >= 1");
+    const TrivariateParams p = trivariate_params(params);
+    if (numel == 0) return;
+    require(f && c && l && theta && grad && df && dc && dl, "trivariate_bwd: a data pointer is null");
+    py::gil_scoped_release release;
+    trivariate_backward(reinterpret_cast<const float*>(f), reinterpret_cast<const float*>(c),
+                        reinterpret_cast<const float*>(l), reinterpret_cast<const float*>(theta),
+                        reinterpret_cast<const float*>(grad), reinterpret_cast<float*>(df),
+                        reinterpret_cast<float*>(dc), reinterpret_cast<float*>(dl), numel, p, int(num_threads),
+                        use_avx2());
+}
+
 }  // namespace
 }  // namespace cpu
 }  // namespace infomorph
@@ -403,6 +435,14 @@ PYBIND11_MODULE(_cpu, m) {
           py::arg("is_double"), py::arg("seed"), py::arg("num_threads"),
           "out[i] = +1 with probability theta[i], else -1 (contiguous CPU float tensors as data pointers); "
           "uniforms from a keyed hash of (seed, i): independent of the thread count.");
+    m.def("trivariate_fwd", &infomorph::cpu::trivariate_fwd, py::arg("f"), py::arg("c"), py::arg("l"),
+          py::arg("theta"), py::arg("numel"), py::arg("params"), py::arg("num_threads"),
+          "theta = s(f ((1 - a1 - a2) + a1 s(b1 f c) + a2 s(b2 f l))) for contiguous float32 CPU tensors "
+          "(data pointers), params (a1, a2, b1, b2); csrc/cpu/activation.h.");
+    m.def("trivariate_bwd", &infomorph::cpu::trivariate_bwd, py::arg("f"), py::arg("c"), py::arg("l"),
+          py::arg("theta"), py::arg("grad"), py::arg("df"), py::arg("dc"), py::arg("dl"), py::arg("numel"),
+          py::arg("params"), py::arg("num_threads"),
+          "The analytic backward of trivariate_fwd: df, dc, dl from the upstream gradient of theta.");
     m.def("max_threads", []() { return omp_get_max_threads(); },
           "OpenMP's default thread count in this process.");
     m.def("simd_path", []() { return std::string(infomorph::cpu::use_avx2() ? "avx2" : "baseline"); },
