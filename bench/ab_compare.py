@@ -59,6 +59,18 @@ for _ in range(reps):
 print(json.dumps({"median": statistics.median(ts) * 1e3, "min": min(ts) * 1e3}))
 """
 
+RUN = r"""
+import json, os, subprocess, sys, tempfile, time
+epochs = sys.argv[1]
+with tempfile.TemporaryDirectory() as out:
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "infomorph", "train", "--dataset", "mnist", "--setup", "1", "--hidden", "100",
+                    "--epochs", epochs, "--threads", "2", "--no-progress", "--out", out], check=True, capture_output=True)
+    wall = time.perf_counter() - t0
+    ep = sorted(h["seconds"] for h in json.load(open(os.path.join(out, "results.json")))["history"])
+print(json.dumps({"median": wall * 1e3, "min": ep[len(ep) // 2] * 1e3}))
+"""
+
 CASES = [("bivariate adaptive, 10 neurons", LAYER, ["10", "2", "20", "float32", "ad", "400"]),
          ("trivariate, 100 neurons", LAYER, ["100", "3", "20", "float32", "fx", "100"]),
          ("trivariate, 1000 neurons", LAYER, ["1000", "3", "20", "float32", "fx", "15"]),
@@ -69,7 +81,9 @@ CASES = [("bivariate adaptive, 10 neurons", LAYER, ["10", "2", "20", "float32", 
          ("4 sources, 10 neurons, 60 bins", LAYER, ["10", "4", "60", "float32", "fx", "10"]),
          ("bivariate, 100 neurons, 60 bins, float64", LAYER, ["100", "2", "60", "float64", "fx", "100"]),
          ("Setup 1 training step, 100 hidden", STEP, ["100", "60"]),
-         ("Setup 1 training step, 2000 hidden", STEP, ["2000", "6"])]  # fmt: skip
+         ("Setup 1 training step, 2000 hidden", STEP, ["2000", "6"]),
+         # the whole command (start-up, data, epochs with validation and test, plots); in brackets: its median epoch
+         ("python -m infomorph train, Setup 1, 100 hidden, 10 epochs (wall)", RUN, ["10"])]  # fmt: skip
 
 
 def main() -> None:
@@ -77,11 +91,13 @@ def main() -> None:
     ap.add_argument("before")
     ap.add_argument("after")
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--only", default="", help="run only the cases whose name contains this text")
     a = ap.parse_args()
+    cases = [c for c in CASES if a.only in c[0]]
     bench_dir = os.path.join(os.path.abspath(a.after), "bench")
     res = {}
     for _ in range(a.rounds):
-        for name, code, args in CASES:
+        for name, code, args in cases:
             for side, root in (("before", a.before), ("after", a.after)):
                 root = os.path.abspath(root)
                 env = dict(os.environ, PYTHONPATH=f"{root}{os.pathsep}{os.path.join(root, 'python')}")
@@ -93,7 +109,7 @@ def main() -> None:
                     continue
                 res.setdefault((name, side), []).append(json.loads(out.stdout.strip().splitlines()[-1]))
     print("| case | before | after | speed-up |\n|---|---|---|---|")
-    for name, _, _ in CASES:
+    for name, _, _ in cases:
         b, f = res.get((name, "before")), res.get((name, "after"))
         if not b or not f:
             continue

@@ -35,6 +35,19 @@ except ImportError:  # hypothesis-based tests skip themselves
     pass
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _data_cache(tmp_path_factory):
+    """Decoded data sets are cached in a folder of this test session, never in the user's cache
+    (the variable reaches the CLI tests' subprocesses too)."""
+    saved = os.environ.get("INFOMORPH_CACHE_DIR")
+    os.environ["INFOMORPH_CACHE_DIR"] = str(tmp_path_factory.mktemp("infomorph-cache"))
+    yield
+    if saved is None:
+        os.environ.pop("INFOMORPH_CACHE_DIR", None)
+    else:
+        os.environ["INFOMORPH_CACHE_DIR"] = saved
+
+
 @pytest.fixture
 def gen():
     """A seeded generator: every test draws fresh but reproducible inputs."""

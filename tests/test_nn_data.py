@@ -73,3 +73,78 @@ def test_synthetic_is_deterministic():
     b = D.load_dataset("synthetic", seed=0, limit_train=100)
     assert torch.equal(a.x_train, b.x_train) and torch.equal(a.y_test, b.y_test)
     assert a.x_train.shape == (80, 784) and a.x_val.shape == (20, 784) and a.n_classes == 10
+
+
+def _mnist_pickle(path, seed=1, exact=True):
+    rng = np.random.default_rng(seed)
+    parts = []
+    for n in (30, 10, 15):
+        x = rng.integers(0, 256, (n, 784)).astype(np.float32) / np.float32(256)
+        if not exact:
+            x = rng.random((n, 784), dtype=np.float32)
+        parts.append((x, (np.arange(n) % 10).astype(np.int64)))
+    with gzip.open(path, "wb") as fh:
+        pickle.dump(tuple(parts), fh)
+
+
+def test_decoded_data_cached_bit_for_bit(tmp_path, monkeypatch):
+    """The first load writes the cache, the next reads it (without decoding) and gives the same
+    arrays; a changed source file or a damaged cache file is never used."""
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("INFOMORPH_CACHE_DIR", str(cache))
+    src = tmp_path / "mnist.pkl.gz"
+    _mnist_pickle(src)
+    first = D.load_mnist_raw(str(src))
+    files = list(cache.glob("mnist-*.npz"))
+    assert len(files) == 1
+    calls = []
+    real = D._decode_mnist
+    monkeypatch.setattr(D, "_decode_mnist", lambda p: calls.append(p) or real(p))
+    again = D.load_mnist_raw(str(src))
+    assert calls == []  # read from the cache
+    for a, b in zip(first, again):
+        assert a.dtype == b.dtype and np.array_equal(a, b)
+    monkeypatch.setenv("INFOMORPH_CACHE_DIR", "off")
+    for a, b in zip(D.load_mnist_raw(str(src)), again):  # decoded afresh: the same bits
+        assert a.dtype == b.dtype and np.array_equal(a, b)
+    assert calls == [str(src)]
+    monkeypatch.setenv("INFOMORPH_CACHE_DIR", str(cache))
+    files[0].write_bytes(b"not a zip")  # damaged: decoded again, and the cache rewritten
+    calls.clear()
+    for a, b in zip(D.load_mnist_raw(str(src)), first):
+        assert np.array_equal(a, b)
+    assert len(calls) == 1
+    _mnist_pickle(src, seed=2)  # new contents: another key, new arrays
+    changed = D.load_mnist_raw(str(src))
+    assert not np.array_equal(changed[0], first[0]) and len(list(cache.glob("mnist-*.npz"))) == 2
+
+
+def test_cache_skipped_when_pixels_are_not_bytes(tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("INFOMORPH_CACHE_DIR", str(cache))
+    src = tmp_path / "mnist.pkl.gz"
+    _mnist_pickle(src, exact=False)
+    x = D.load_mnist_raw(str(src))[0]
+    assert not list(cache.glob("*.npz"))  # not k / 256: nothing cached
+    assert np.array_equal(D.load_mnist_raw(str(src))[0], x)
+
+
+def test_fashion_cached(tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("INFOMORPH_CACHE_DIR", str(cache))
+    _fake_fashion(tmp_path)
+    a = D.load_fashion_raw(str(tmp_path))
+    assert len(list(cache.glob("fashion-mnist-*.npz"))) == 1
+    monkeypatch.setattr(D, "read_idx", lambda p: (_ for _ in ()).throw(AssertionError("decoded again")))
+    b = D.load_fashion_raw(str(tmp_path))
+    for u, v in zip(a, b):
+        assert u.dtype == v.dtype and np.array_equal(u, v)
+
+
+def test_unwritable_cache_is_skipped(tmp_path, monkeypatch):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    monkeypatch.setenv("INFOMORPH_CACHE_DIR", str(blocker / "sub"))  # cannot be created
+    src = tmp_path / "mnist.pkl.gz"
+    _mnist_pickle(src)
+    assert D.load_mnist_raw(str(src))[0].shape == (40, 784)

@@ -74,13 +74,71 @@ def _mnist_file(data_dir: Optional[str]) -> str:
     )
 
 
-def load_mnist_raw(data_dir: Optional[str] = None):
-    path = _mnist_file(data_dir)
+def cache_dir() -> Optional[str]:
+    """Where decoded data sets are kept between runs: ``$INFOMORPH_CACHE_DIR`` (``off`` or ``0``:
+    no cache), else ``$XDG_CACHE_HOME/infomorph`` or ``~/.cache/infomorph``."""
+    d = os.environ.get("INFOMORPH_CACHE_DIR")
+    if d is not None:
+        return None if d.strip().lower() in ("", "0", "off", "none", "no") else d
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "infomorph")
+
+
+def _cached_pixels(tag: str, sources, decode, denom: float):
+    """``decode()`` -> (x_train, y_train, x_test, y_test) with images ``k / denom`` (k = 0..255), through
+    an uncompressed cache of the bytes k keyed by a hash of the source files' contents (decoding
+    the gzip files takes ~1.6 s, reading the cache ~0.1 s). The images come back as ``k / denom`` in
+    float32, bit for bit as decoded (checked before a cache is written); a cache that is missing, stale, unreadable or unwritable is skipped."""
+    import hashlib
+
+    base = cache_dir()
+    key = None
+    if base is not None:
+        try:
+            h = hashlib.sha1()
+            for p in sources:  # the files' contents (~20 ms for MNIST's 17 MB)
+                with open(p, "rb") as fh:
+                    for block in iter(lambda: fh.read(1 << 22), b""):
+                        h.update(block)
+            key = os.path.join(base, f"{tag}-{h.hexdigest()[:20]}.npz")
+            with np.load(key) as z:
+                k_tr, y_tr, k_te, y_te = z["k_train"], z["y_train"], z["k_test"], z["y_test"]
+            return (k_tr.astype(np.float32) / np.float32(denom), y_tr.astype(np.int64),
+                    k_te.astype(np.float32) / np.float32(denom), y_te.astype(np.int64))
+        except (OSError, KeyError, ValueError, EOFError):
+            pass
+    x_tr, y_tr, x_te, y_te = decode()
+    if key is not None:
+        k_tr, k_te = np.rint(x_tr * np.float32(denom)), np.rint(x_te * np.float32(denom))
+        exact = all(k.min() >= 0 and k.max() <= 255 and np.array_equal(k.astype(np.float32) / np.float32(denom), x)
+                    for k, x in ((k_tr, x_tr), (k_te, x_te)))
+        if exact and max(y_tr.max(), y_te.max()) < 256 and min(y_tr.min(), y_te.min()) >= 0:
+            tmp = f"{key}.{os.getpid()}.tmp.npz"
+            try:
+                os.makedirs(base, exist_ok=True)
+                np.savez(tmp, k_train=k_tr.astype(np.uint8), y_train=y_tr.astype(np.uint8),
+                         k_test=k_te.astype(np.uint8), y_test=y_te.astype(np.uint8))
+                os.replace(tmp, key)
+            except OSError:
+                try:
+                    os.remove(tmp)
+                except OSError:
+                    pass
+    return x_tr, y_tr, x_te, y_te
+
+
+def _decode_mnist(path: str):
     with gzip.open(path, "rb") as fh:
         train, valid, test = pickle.load(fh, encoding="latin1")
     x_train = np.concatenate([train[0], valid[0]]).astype(np.float32)
     y_train = np.concatenate([train[1], valid[1]]).astype(np.int64)
     return x_train, y_train, np.asarray(test[0], np.float32), np.asarray(test[1], np.int64)
+
+
+def load_mnist_raw(data_dir: Optional[str] = None):
+    path = _mnist_file(data_dir)
+    # the pickle's pixels are k / 256 in float32
+    return _cached_pixels("mnist", [path], lambda: _decode_mnist(path), 256.0)
 
 
 def read_idx(path: str) -> np.ndarray:
@@ -113,12 +171,17 @@ def _find_idx(base: str, stem: str) -> str:
 
 def load_fashion_raw(data_dir: Optional[str] = None):
     base = data_dir or FASHION_DIR
-    parts = []
-    for split in ("train", "t10k"):
-        x = read_idx(_find_idx(base, f"{split}-images-idx3-ubyte"))
-        y = read_idx(_find_idx(base, f"{split}-labels-idx1-ubyte"))
-        parts += [x.reshape(x.shape[0], -1).astype(np.float32) / 255.0, y.astype(np.int64)]
-    return tuple(parts)
+    files = [_find_idx(base, f"{split}-{kind}-idx{d}-ubyte") for split in ("train", "t10k")
+             for kind, d in (("images", 3), ("labels", 1))]
+
+    def decode():
+        parts = []
+        for xf, yf in (files[:2], files[2:]):
+            x, y = read_idx(xf), read_idx(yf)
+            parts += [x.reshape(x.shape[0], -1).astype(np.float32) / 255.0, y.astype(np.int64)]
+        return tuple(parts)
+
+    return _cached_pixels("fashion-mnist", files, decode, 255.0)
 
 
 def make_synthetic(n_train: int = 2000, n_test: int = 500, features: int = 784, n_classes: int = 10, seed: int = 1234):
@@ -161,8 +224,10 @@ def load_dataset(
         raise ValueError(f"unknown dataset {name!r}; choose one of {DATASETS}")
     n_classes = int(max(y_tr.max(), y_te.max())) + 1
     mean, std = float(x_tr.mean()), float(x_tr.std())
-    x_tr = torch.from_numpy((x_tr - mean) / std)
-    x_te = torch.from_numpy((x_te - mean) / std)
+    # in place on the freshly decoded arrays (torch's kernels: the same float32 values as numpy's
+    # (x - mean) / std, 40x faster on 2 cores)
+    x_tr = torch.from_numpy(np.ascontiguousarray(x_tr, dtype=np.float32)).sub_(mean).div_(std)
+    x_te = torch.from_numpy(np.ascontiguousarray(x_te, dtype=np.float32)).sub_(mean).div_(std)
     y_tr, y_te = torch.from_numpy(y_tr), torch.from_numpy(y_te)
     gen = torch.Generator().manual_seed(int(seed))
     perm = torch.randperm(x_tr.shape[0], generator=gen)
