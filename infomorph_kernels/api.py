@@ -6,6 +6,7 @@ backend chosen by :mod:`.dispatch`.
 """
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 from typing import List, Optional, Sequence
 
@@ -74,6 +75,7 @@ class _Lattice:
 _LATTICES = {}
 _ON_DEVICE = {}
 _FIXED_GOALS = {}
+_TENSOR_GOALS = {}  # (id, n, device) -> (weakref to the CPU gamma tensor, its _version, wg)
 
 
 def _lattice(n: int) -> _Lattice:
@@ -195,7 +197,15 @@ def _goal_weights(gamma, n, labels, device, validate) -> Optional[torch.Tensor]:
         if gamma.requires_grad or gamma.device.type != "cpu" or torch.compiler.is_compiling():
             g = gamma.to(device=device, dtype=torch.float64)
         else:  # a fixed goal held as a CPU tensor: reading its values costs no synchronization
-            gamma = gamma.detach().numpy()
+            # the same tensor, unchanged since (its version counter), maps to the same weights
+            hit = _TENSOR_GOALS.get((id(gamma), n, str(device)))
+            if hit is not None and hit[0]() is gamma and hit[1] == gamma._version:
+                return hit[2]
+            wg = _goal_weights(gamma.detach().numpy(), n, labels, device, validate)
+            if len(_TENSOR_GOALS) >= 64:
+                _TENSOR_GOALS.clear()
+            _TENSOR_GOALS[(id(gamma), n, str(device))] = (weakref.ref(gamma), gamma._version, wg)
+            return wg
     if not isinstance(gamma, torch.Tensor):
         # fixed goals (lists, dicts of names) are the common case of a training loop: their weights
         # are cached per device, so a step does no host-to-device copy (which could synchronize);

@@ -139,6 +139,29 @@ def test_double_backward_names_the_backends_that_support_it(gen):
         grads["cpu"].pow(2).sum().backward()
 
 
+def test_tensor_goal_cache_follows_in_place_changes(gen):
+    """A fixed goal held as a CPU tensor is cached per tensor: changing it in place (its version
+    counter moves) gives the new goal; a new tensor never reuses an old one's weights."""
+    x = torch.randn(64, 4, 2, generator=gen, dtype=torch.float64) * 4
+    theta = torch.rand(64, 4, generator=gen, dtype=torch.float64)
+    gamma = torch.tensor([0.2, -0.4, 1.0, 0.3, 0.1], dtype=torch.float64)
+    for backend in ik.available_backends("cpu"):
+        kw = dict(bins=4, backend=backend)
+        a = ik.pid_goal(x, theta, gamma, **kw)
+        torch.testing.assert_close(ik.pid_goal(x, theta, gamma, **kw), a, rtol=0, atol=0)
+        gamma[2] = -1.0
+        c = ik.pid_goal(x, theta, gamma, **kw)
+        torch.testing.assert_close(c, ik.pid_goal(x, theta, gamma.tolist(), **kw), rtol=0, atol=1e-12)
+        assert not torch.allclose(a, c), backend
+        gamma[2] = 1.0
+        torch.testing.assert_close(ik.pid_goal(x, theta, gamma, **kw), a, rtol=0, atol=1e-12)
+        for _ in range(3):  # fresh tensors (ids may be reused) with other values
+            other = torch.tensor([0.0, 0.0, 0.0, 0.0, float(_ + 1)], dtype=torch.float64)
+            torch.testing.assert_close(ik.pid_goal(x, theta, other, **kw),
+                                       ik.pid_goal(x, theta, other.tolist(), **kw), rtol=0, atol=1e-12)
+            del other
+
+
 def test_fixed_goal_cache_follows_the_values(gen):
     """Goals given as lists are cached by value: the same list gives the tensor goal's result, and a
     list changed in place gives the new goal, not the cached one."""
