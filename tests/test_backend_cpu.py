@@ -186,6 +186,15 @@ def test_thread_count_independent(dtype):
         assert torch.equal(a, b), f"{name} differs between 1 and 2 threads"
 
 
+@pytest.mark.parametrize("sizes", [(1, 2, 1, 5), (1, 17, 1), (3, 1, 2)])
+def test_workspace_follows_the_layer_shape(sizes):
+    """A thread's workspace is kept across calls; a layer of one neuron (unblocked, no block
+    buffers) followed by a wider one of the same batch and bins must rebuild it (it crashed)."""
+    for threads in (1, 2):
+        for i, N in enumerate(sizes):
+            _check(_inputs(300, N, (20, 20), seed=40 + i), num_threads=threads)
+
+
 def test_inputs_not_modified_and_non_contiguous_accepted():
     args = _inputs(65, 4, (5, 6, 7), seed=14)
     before = [a.clone() if isinstance(a, torch.Tensor) else a for a in args]

@@ -369,7 +369,8 @@ struct Workspace {
     std::vector<int64_t> key;
 
     static std::vector<int64_t> key_of(const LayerPlan& p) {
-        std::vector<int64_t> k{p.B, p.n, p.A, p.need_grad ? 1 : 0, p.local ? 1 : 0};
+        // blocked(p) depends on N: a workspace sized for one neuron has no block buffers
+        std::vector<int64_t> k{p.B, p.n, p.A, p.need_grad ? 1 : 0, p.local ? 1 : 0, blocked(p) ? 1 : 0};
         k.insert(k.end(), p.layout.cells.begin(), p.layout.cells.end());
         return k;
     }
