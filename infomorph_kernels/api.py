@@ -512,8 +512,8 @@ def trivariate_activation(f: torch.Tensor, c: torch.Tensor, l: torch.Tensor, a1:
 
     f, c, l: the aggregated feedforward, context and lateral drives (floating tensors that broadcast
     to one shape). float32 CPU tensors run fused on the engine (forward and analytic backward in one
-    pass each, about 8x torch's op-by-op graph at [1024, 100]; exp within 2 ulp); everything else
-    runs as torch ops."""
+    pass each; at [1024, 100] on 2 cores forward + backward 305 us against 667 us for torch's
+    op-by-op graph; exp within 2 ulp); everything else runs as torch ops."""
     for name, t in (("f", f), ("c", c), ("l", l)):
         if not isinstance(t, torch.Tensor) or not t.is_floating_point():
             raise TypeError(f"trivariate_activation: {name} must be a floating tensor, got {getattr(t, 'dtype', type(t).__name__)}")
