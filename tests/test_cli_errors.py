@@ -53,6 +53,10 @@ def finished_run(tmp_path_factory):
     (["--epochs", "0"], ["--epochs", ">= 1"]),
     (["--setup", "4"], ["--setup", "invalid choice"]),
     (["--restart"], ["--restart", "--resume"]),
+    (["--setup", "3", "--backprop"], ["backprop", "setup 1 or 2"]),
+    (["--setup", "3", "--hidden-sources", "FL"], ["FL", "feedback"]),
+    (["--backprop", "--hidden-sources", "FC"], ["backprop", "FCL"]),
+    (["--hidden-sources", "CL"], ["--hidden-sources", "invalid choice"]),
 ])  # fmt: skip
 def test_bad_options(tmp_path, args, words):
     assert_user_error(cli("train", *TINY, "--out", str(tmp_path / "o"), *args), *words)

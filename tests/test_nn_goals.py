@@ -25,7 +25,16 @@ def test_presets():
     assert resolve_goal("output", 2).tolist() == [-0.2, 0.1, 1.0, 0.1, 0.0]
     with pytest.raises(ValueError, match="for 3 sources"):
         resolve_goal("optimized", 2)
-    assert set(PRESETS) == {"heuristic", "optimized", "output"}
+    assert set(PRESETS) == {"heuristic", "optimized", "optimized-fc", "optimized-fl", "output"}
+    # bivariate hidden layers: the heuristic is {1}{2} for two sources too; their optimized goals
+    h2 = resolve_goal("heuristic", 2)
+    assert goal_as_dict(h2, 2) == {"{1}{2}": 1.0, "{1}": 0.0, "{2}": 0.0, "{12}": 0.0, "H_res": 0.0}
+    fc = goal_as_dict(resolve_goal("optimized-fc", 2), 2)
+    assert fc["{1}{2}"] == 0.5118 and fc["{12}"] == 0.5942 and fc["{1}"] == -0.0990
+    fl = goal_as_dict(resolve_goal("optimized-fl", 2), 2)
+    assert fl["{1}"] == 0.8281 and fl["{2}"] == -0.2038 and fl["H_res"] == 0.1350
+    with pytest.raises(ValueError, match="for 2 sources"):
+        resolve_goal("optimized-fc", 3)
 
 
 def test_mappings_and_sequences():

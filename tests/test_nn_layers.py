@@ -169,8 +169,11 @@ def test_linear_and_feedforward_activations():
     torch.testing.assert_close(LinearActivation(2)(f, c), torch.sigmoid(f + 0.1 * c))
     torch.testing.assert_close(FeedforwardActivation()(f, c), torch.sigmoid(f))
     assert make_activation("trivariate", 3).n_sources == 3
+    assert make_activation("trivariate", 2).n_sources == 2  # the bivariate modulation
     with pytest.raises(ValueError, match="reads 3 sources"):
-        make_activation("trivariate", 2)
+        make_activation("trivariate", 4)
+    with pytest.raises(ValueError, match="reads 2 sources"):
+        make_activation("bivariate", 3)
     with pytest.raises(ValueError, match="unknown activation"):
         make_activation("tanh", 3)
 

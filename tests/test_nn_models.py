@@ -199,3 +199,55 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match="setup 1 or 2"):
         build_model(3, (4,), in_features=20, backprop=True)
     assert (build_model(2, (120,), in_features=20, backprop=True).hidden[0].mask2.sum(1) == 100).all()
+
+
+@pytest.mark.parametrize("sources", ["FC", "FL"])
+def test_bivariate_hidden_layers(sources):
+    """Context-only and lateral-only hidden layers: two sources each, the bivariate activation and
+    goal, adaptive binning; the lateral input is the previous pass's output; at evaluation the
+    context is zero and the lateral input is the network's own."""
+    from infomorph.activations import BivariateActivation
+    from infomorph.goals import OPTIMIZED_FC_GAMMA, OPTIMIZED_FL_GAMMA
+
+    gamma = OPTIMIZED_FC_GAMMA if sources == "FC" else OPTIMIZED_FL_GAMMA
+    m = _model(1, hidden=(12,), hidden_sources=sources, hidden_goal=gamma)
+    layer = m.hidden[0]
+    assert layer.n_sources == 2 and layer.source_names == ["F", sources[1]]
+    assert isinstance(layer.activation, BivariateActivation) and layer.ranges == "adaptive"
+    assert layer.in_features == [20, 10 if sources == "FC" else 12]
+    assert layer.gamma.tolist() == gamma
+    if sources == "FL":
+        assert not layer.mask1.diagonal().any()  # no self-connection
+    x, _, onehot = _batch()
+    outs, out = m.run(x, onehot, grad=True)
+    assert outs[0].sources.shape == (48, 12, 2)
+    if sources == "FC":
+        torch.testing.assert_close(outs[0].sources[..., 1], layer.source(1, onehot).detach())
+    goals, atoms, _ = m.goals(x, onehot)
+    assert goals[0].shape == (12,) and atoms[0].shape == (5,)
+    m.loss(goals).backward()
+    assert layer.w0.grad is not None and layer.w1.grad.abs().sum() > 0
+    ev = m.run(x, None)[0][0]
+    if sources == "FC":
+        assert (ev.sources[..., 1] == 0).all()
+    else:
+        assert (ev.sources[..., 1] != 0).any()  # the lateral input needs no label
+
+
+def test_bivariate_activation_formula():
+    from infomorph.activations import BivariateActivation, make_activation
+
+    f, m = torch.randn(2, 40, dtype=torch.float64)
+    act = BivariateActivation()
+    torch.testing.assert_close(act(f, m), torch.sigmoid(f * (0.9 + 0.2 * torch.sigmoid(2 * f * m))))
+    torch.testing.assert_close(act(f, torch.zeros_like(f)), torch.sigmoid(f))  # M = 0: gain 1
+    assert isinstance(make_activation("trivariate", 2), BivariateActivation)
+
+
+def test_bivariate_hidden_bad_arguments():
+    with pytest.raises(ValueError, match="hidden_sources"):
+        InfomorphicNet(20, (4,), 10, hidden_sources="CL")
+    with pytest.raises(ValueError, match="feedback"):
+        InfomorphicNet(20, (4,), 10, context="feedback", hidden_sources="FL")
+    with pytest.raises(ValueError, match="FCL"):
+        build_model(1, (4,), in_features=20, backprop=True, hidden_sources="FC")

@@ -54,6 +54,28 @@ class TrivariateActivation(Activation):
         return engine().trivariate_activation(f, c, l, self.a1, self.a2, self.b1, self.b2)
 
 
+class BivariateActivation(Activation):
+    """``A = F [(1 - a) + 2 a s(b F M)]``, ``theta = s(A)``: a bivariate hidden neuron whose second
+    source M (the context, or the lateral input) modulates the feedforward drive between
+    ``(1 - a) F`` and ``(1 + a) F`` (a = 0.1, b = 2: the published bivariate setups' activation,
+    k1 = 1 - a = 0.9); with M = 0 the gain is 1."""
+
+    n_sources = 2
+
+    def __init__(self, a: float = 0.1, b: float = 2.0):
+        super().__init__()
+        self.a, self.b = float(a), float(b)
+
+    def config(self):
+        return {"a": self.a, "b": self.b}
+
+    def pre_activation(self, f, m, l=None):
+        return f * ((1.0 - self.a) + 2.0 * self.a * torch.sigmoid(self.b * f * m))
+
+    def forward(self, f, m, l=None):
+        return torch.sigmoid(self.pre_activation(f, m))
+
+
 class LinearActivation(Activation):
     """``A = F + wc C (+ wl L)``, ``theta = s(A)``: the linear variant (wc = wl = 0.1).
 
@@ -94,17 +116,22 @@ class FeedforwardActivation(Activation):
 
 ACTIVATIONS: Dict[str, Type[Activation]] = {
     "trivariate": TrivariateActivation,
+    "bivariate": BivariateActivation,
     "linear": LinearActivation,
     "feedforward": FeedforwardActivation,
 }
 
 
 def make_activation(name: str, n_sources: int) -> Activation:
-    """Activation by name ('trivariate', 'linear', 'feedforward') for ``n_sources`` sources."""
+    """Activation by name ('trivariate', 'bivariate', 'linear', 'feedforward') for ``n_sources``
+    sources; 'trivariate' asked for two sources gives the bivariate one (the same kind of
+    modulation, one modulating source)."""
     if name not in ACTIVATIONS:
         raise ValueError(f"unknown activation {name!r}; choose one of {sorted(ACTIVATIONS)}")
     if name == "linear":
         return LinearActivation(n_sources=n_sources)
+    if name == "trivariate" and n_sources == 2:
+        name = "bivariate"
     act = ACTIVATIONS[name]()
     if act.n_sources != n_sources:
         raise ValueError(f"activation {name!r} reads {act.n_sources} sources, the layer has {n_sources}")

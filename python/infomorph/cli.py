@@ -70,6 +70,8 @@ def add_model_options(t: argparse.ArgumentParser, epochs_help: str = "epochs (de
     t.add_argument("--data-dir", default=None, help="where the data files are (default: the installed packages)")
     t.add_argument("--lateral-k", type=_lateral, default=-1, metavar="K",
                    help="lateral inputs per neuron (overrides the setup; 'dense' for all)")
+    t.add_argument("--hidden-sources", default="FCL", choices=("FCL", "FC", "FL"),
+                   help="FCL: trivariate hidden neurons (the paper's setups); FC: bivariate, context only; FL: bivariate, lateral only")
     t.add_argument("--activation", default="trivariate", choices=("trivariate", "linear"))
     t.add_argument("--passes", type=_positive, default=2, help="passes of the hidden layers per batch")
     t.add_argument("--bins", type=_positive, default=20)
@@ -87,6 +89,7 @@ def config_from_args(args, **overrides) -> TrainConfig:
         epochs=args.epochs, batch_size=args.batch_size, backend=args.backend, device=args.device,
         limit_train=args.limit_train, limit_test=args.limit_test, data_dir=args.data_dir, lateral_k=args.lateral_k,
         activation=args.activation, passes=args.passes, bins=args.bins, eval_context=args.eval_context,
+        hidden_sources=args.hidden_sources,
     )
     kw.update(overrides)
     return TrainConfig(**kw)

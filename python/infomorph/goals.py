@@ -5,7 +5,8 @@ sources (1 = F feedforward, 2 = C context, 3 = L lateral). Gamma vectors are in 
 order (``infomorph_kernels.lattice.gamma_names(n)``, H_res last; shared/PID_MATH.md section 3).
 
 Accepted goal specifications (:func:`resolve_goal`):
-- a preset name: ``"heuristic"``, ``"optimized"`` (trivariate), ``"output"`` (bivariate);
+- a preset name: ``"heuristic"``, ``"optimized"`` (trivariate), ``"optimized-fc"``,
+  ``"optimized-fl"`` (bivariate hidden layers), ``"output"`` (bivariate);
 - a sequence / tensor of ``n_atoms + 1`` numbers in gamma order;
 - a mapping of atom names to weights (``{"{1}{2}": 1.0, "H_res": 0.1}``, or with source letters
   ``{"{F}{C}": 1.0}``); atoms not named get 0;
@@ -31,11 +32,20 @@ OPTIMIZED_GAMMA = [
 # Bivariate order ({1}, {2}, {1}{2}, {12}, H_res): the output layer of every setup.
 OUTPUT_GAMMA = [-0.2, 0.1, 1.0, 0.1, 0.0]
 
+# Bivariate hidden layers (F and one modulating source M): the published configuration's goals
+# optimized for them (MNIST, N = 100), context only (M = C) and lateral only (M = L).
+OPTIMIZED_FC_GAMMA = [-0.0990, 0.3916, 0.5118, 0.5942, 0.0885]
+OPTIMIZED_FL_GAMMA = [0.8281, -0.2038, 0.9030, 0.5267, 0.1350]
+
 PRESETS: Dict[str, Dict[str, Any]] = {
-    # maximize the information F and C share about Y, nothing else
-    "heuristic": {"n_sources": 3, "gamma": {"{1}{2}": 1.0}},
+    # maximize the information F and C share about Y, nothing else (any number of sources)
+    "heuristic": {"n_sources": (2, 3), "gamma": {"{1}{2}": 1.0}},
     # the paper's optimized trivariate goal (hyper-parameter search on MNIST, Setup 1, N = 100)
     "optimized": {"n_sources": 3, "gamma": OPTIMIZED_GAMMA},
+    # the same search's goals for the bivariate hidden layers (train --hidden-sources FC / FL
+    # picks them for --goal optimized)
+    "optimized-fc": {"n_sources": 2, "gamma": OPTIMIZED_FC_GAMMA},
+    "optimized-fl": {"n_sources": 2, "gamma": OPTIMIZED_FL_GAMMA},
     "output": {"n_sources": 2, "gamma": OUTPUT_GAMMA},
 }
 
@@ -127,9 +137,11 @@ def resolve_goal(goal: GoalSpec, n_sources: int, role: str = "hidden") -> torch.
         name = os.fspath(goal)
         if name in PRESETS:
             preset = PRESETS[name]
-            if preset["n_sources"] != n_sources:
+            ns = preset["n_sources"]
+            if n_sources not in (ns if isinstance(ns, tuple) else (ns,)):
                 raise ValueError(
-                    f"goal preset {name!r} is for {preset['n_sources']} sources, the layer has {n_sources}"
+                    f"goal preset {name!r} is for {' or '.join(map(str, ns)) if isinstance(ns, tuple) else ns} "
+                    f"sources, the layer has {n_sources}"
                 )
             return resolve_goal(preset["gamma"], n_sources, role)
         if name.endswith(_GOAL_FILE_SUFFIXES) or os.path.isfile(name):

@@ -88,6 +88,9 @@ class InfomorphicNet(nn.Module):
         backend: engine backend.
         mask_seed: seed of the random sparse lateral masks (None: the global RNG).
         eval_context: "zero" (C = 0 at evaluation) or "bias" (zero label through the learned map).
+        hidden_sources: "FCL" (trivariate hidden neurons: feedforward, context, lateral; the
+            paper's setups), or bivariate hidden neurons "FC" (context only) or "FL" (lateral
+            only), binned adaptively (per neuron x / max|x|, as the published bivariate setups).
     """
 
     invert_outputs = True
@@ -109,8 +112,13 @@ class InfomorphicNet(nn.Module):
         backend: str = "auto",
         mask_seed: Optional[int] = None,
         eval_context: str = "zero",
+        hidden_sources: str = "FCL",
     ):
         super().__init__()
+        if hidden_sources not in HIDDEN_SOURCES:
+            raise ValueError(f"hidden_sources must be one of {', '.join(HIDDEN_SOURCES)}, got {hidden_sources!r}")
+        if context == "feedback" and hidden_sources == "FL":
+            raise ValueError("hidden_sources 'FL' has no context source for the output layer's feedback (Setup 3)")
         if context not in ("label", "feedback"):
             raise ValueError(f"context must be 'label' or 'feedback', got {context!r}")
         if eval_context not in ("zero", "bias"):
@@ -122,20 +130,28 @@ class InfomorphicNet(nn.Module):
             raise ValueError("at least one hidden layer is needed")
         self.in_features, self.hidden_sizes, self.n_classes = int(in_features), hidden, int(n_classes)
         self.context, self.passes, self.eval_context = context, int(passes), eval_context
+        self.hidden_sources = hidden_sources
+        # which of (feedforward, context, lateral) each hidden layer reads, in source order
+        self._slots = [i for i, c in enumerate("FCL") if c in hidden_sources]
+        ns = len(self._slots)
         gen = torch.Generator().manual_seed(mask_seed) if mask_seed is not None else None
         layers = []
         n_in = self.in_features
         for i, n in enumerate(hidden):
+            fan_in = [(n_in, n_classes, n)[i] for i in self._slots]
+            masks = [(None, None, _lateral_mask(n, lateral_k, gen) if "L" in hidden_sources else None)[i]
+                     for i in self._slots]
             layers.append(
                 InfomorphicLayer(
-                    (n_in, n_classes, n),
+                    fan_in,
                     n,
-                    make_activation(activation, 3),
+                    make_activation(activation, ns),
                     gamma=hidden_goal,
-                    masks=(None, None, _lateral_mask(n, lateral_k, gen)),
+                    masks=masks,
                     bins=bins,
-                    ranges=hidden_range,
+                    ranges=hidden_range if ns == 3 else "adaptive",
                     backend=backend,
+                    source_names=[("F", "C", "L")[i] for i in self._slots],
                 )
             )
             n_in = n
@@ -157,7 +173,11 @@ class InfomorphicNet(nn.Module):
     def _context(self, label: Optional[torch.Tensor]) -> Tuple[Optional[torch.Tensor], Tuple[int, ...]]:
         if label is not None:
             return label, ()
-        return None, ((1,) if self.eval_context == "zero" else ())
+        return None, ((1,) if self.eval_context == "zero" and "C" in self.hidden_sources else ())
+
+    def _pick(self, inputs: Sequence[Optional[torch.Tensor]]) -> List[Optional[torch.Tensor]]:
+        """(feedforward, context, lateral) -> the hidden layers' own source list."""
+        return [inputs[i] for i in self._slots]
 
     def run(self, x: torch.Tensor, label: Optional[torch.Tensor] = None, grad: bool = False):
         """All passes of one batch.
@@ -179,7 +199,8 @@ class InfomorphicNet(nn.Module):
         with torch.set_grad_enabled(grad):
             for i, layer in enumerate(self.hidden):
                 fixed = {0: x} if i == 0 else {}
-                if label_ctx is not None and not (self.context == "feedback" and i == n_hidden - 1):
+                if (label_ctx is not None and "C" in self.hidden_sources
+                        and not (self.context == "feedback" and i == n_hidden - 1)):
                     fixed[1] = label_ctx
                 if self.passes > 1:
                     pre[i] = {j: layer.source(j, v) for j, v in fixed.items()}
@@ -193,7 +214,7 @@ class InfomorphicNet(nn.Module):
                     else:
                         c, zero = label_ctx, label_zero
                     pre_i = pre[i] if last else {j: v.detach() for j, v in pre[i].items()}
-                    outs[i] = layer([inp, c, lat[i]], sample=True, zero=zero, pre=pre_i)
+                    outs[i] = layer(self._pick([inp, c, lat[i]]), sample=True, zero=zero, pre=pre_i)
                     lat[i] = outs[i].y
                     inp = outs[i].y
             if self.context == "feedback" and not last:
@@ -308,6 +329,8 @@ class BackpropNet(nn.Module):
         return self.predict_proba(x).argmax(dim=1)
 
 
+HIDDEN_SOURCES = ("FCL", "FC", "FL")
+
 SETUPS = {
     1: {"lateral_k": None, "context": "label"},
     2: {"lateral_k": 100, "context": "label"},
@@ -334,6 +357,8 @@ def build_model(
     if lateral_k != -1:
         spec["lateral_k"] = lateral_k
     if backprop:
+        if kwargs.get("hidden_sources", "FCL") != "FCL":
+            raise ValueError("the backprop baseline has trivariate hidden connectivity: hidden_sources must be 'FCL'")
         if spec["context"] != "label":
             raise ValueError("the backprop baseline has label context: use setup 1 or 2")
         keep = {k: v for k, v in kwargs.items() if k in ("activation", "passes", "mask_seed", "eval_context")}

@@ -58,6 +58,7 @@ class TrainConfig:
     passes: int = 2
     bins: int = 20
     eval_context: str = "zero"
+    hidden_sources: str = "FCL"  # FCL: trivariate hidden neurons; FC / FL: bivariate (context / lateral only)
     hidden_lr: float = 0.002
     hidden_weight_decay: float = 0.00035
     output_lr: float = 0.003
@@ -99,11 +100,12 @@ def build_from_config(cfg: TrainConfig, in_features: int, n_classes: int):
     if cfg.backprop:
         return build_model(cfg.setup, cfg.hidden, in_features, n_classes, backprop=True, lateral_k=cfg.lateral_k,
                            activation=cfg.activation, passes=cfg.passes, mask_seed=cfg.seed,
-                           eval_context=cfg.eval_context)
+                           eval_context=cfg.eval_context, hidden_sources=cfg.hidden_sources)
     return build_model(
         cfg.setup, cfg.hidden, in_features, n_classes, lateral_k=cfg.lateral_k,
         hidden_goal=cfg.hidden_gamma, output_goal=cfg.output_gamma, activation=cfg.activation,
         passes=cfg.passes, bins=cfg.bins, backend=cfg.backend, mask_seed=cfg.seed, eval_context=cfg.eval_context,
+        hidden_sources=cfg.hidden_sources,
     )
 
 
@@ -193,7 +195,10 @@ def train(
         if cfg.epochs is None:
             cfg.epochs = 100
         if not cfg.backprop:
-            cfg.hidden_gamma = _goal(cfg.goal, 3, "hidden", "--goal")
+            goal = cfg.goal
+            if cfg.hidden_sources != "FCL" and goal == "optimized":  # the bivariate layers' own optimized goal
+                goal = f"optimized-{cfg.hidden_sources.lower()}"
+            cfg.hidden_gamma = _goal(goal, len(cfg.hidden_sources), "hidden", "--goal")
             cfg.output_gamma = _goal(cfg.output_goal, 2, "output", "--output-goal")
 
     device = torch.device(cfg.device)
@@ -201,7 +206,10 @@ def train(
     if data is None:
         data = load_dataset(cfg.dataset, cfg.data_dir, cfg.val_fraction, cfg.seed, cfg.limit_train, cfg.limit_test)
     data = data.to(device)
-    model = build_from_config(cfg, data.in_features, data.n_classes).to(device)
+    try:
+        model = build_from_config(cfg, data.in_features, data.n_classes).to(device)
+    except ValueError as e:  # a combination of options the models refuse (e.g. --setup 3 --backprop)
+        raise UserError(str(e)) from None
     opt = make_optimizer(model, cfg)
     history: List[Dict] = []
     wall_before = 0.0
