@@ -313,3 +313,60 @@ def test_postgres_worker_killed_mid_trial_study_still_completes(tmp_path, postgr
     assert len(retry[0].params) == 19
     summary = json.loads((tmp_path / "b" / "search.json").read_text())
     assert summary["trials_by_state"] == {"COMPLETE": 3, "FAIL": 1}
+
+
+def _settings(tmp_path, storage):
+    from infomorph.search import SearchSettings
+
+    return SearchSettings(out=str(tmp_path), storage=storage, study="s", sampler="random", prune="none", trials=1,
+                          seed=0, startup_trials=1, heartbeat=2, space={}, fixed={})
+
+
+def test_storage_open_waits_for_a_schema_another_process_is_creating(tmp_path, monkeypatch):
+    """Two processes opening a fresh database at once: one of them sees "table ... already exists"
+    while the other creates the schema (it ended a search with an error); opening retries."""
+    import optuna
+    import sqlalchemy.exc
+
+    from infomorph import search as S
+
+    real = optuna.storages.RDBStorage
+    calls = []
+
+    def flaky(*a, **kw):
+        calls.append(1)
+        if len(calls) <= 2:
+            raise sqlalchemy.exc.OperationalError("CREATE TABLE studies", {}, Exception("table studies already exists"))
+        return real(*a, **kw)
+
+    monkeypatch.setattr(optuna.storages, "RDBStorage", flaky)
+    storage = S.open_storage(_settings(tmp_path, f"sqlite:///{tmp_path / 'a.db'}"))
+    assert len(calls) == 3 and storage.get_all_studies() == []
+
+    def broken(*a, **kw):
+        raise sqlalchemy.exc.OperationalError("connect", {}, Exception("unable to open database file"))
+
+    monkeypatch.setattr(optuna.storages, "RDBStorage", broken)
+    with pytest.raises(S.UserError, match="cannot open the database"):
+        S.open_storage(_settings(tmp_path, f"sqlite:///{tmp_path / 'b.db'}"))
+
+
+def test_many_processes_open_one_fresh_database(tmp_path):
+    """Six processes create the same fresh SQLite study database at once: all succeed."""
+    code = (
+        "import sys, time; sys.path.insert(0, sys.argv[3]);"
+        "from infomorph.search import SearchSettings, open_storage;"
+        "t = float(sys.argv[2]);"
+        "time.sleep(max(0.0, t - time.time()));"
+        "open_storage(SearchSettings(out='.', storage=sys.argv[1], study='s', sampler='random', prune='none',"
+        " trials=1, seed=0, startup_trials=1, heartbeat=2, space={}, fixed={}));"
+        "print('ok')"
+    )
+    storage = f"sqlite:///{tmp_path / 'race.db'}"
+    start = time.time() + 4.0  # all processes imported by then, then open at once
+    pkg = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "python")
+    procs = [subprocess.Popen([sys.executable, "-c", code, storage, repr(start), pkg], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(6)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [o[1][-500:] for o in outs]
+    assert all(o[0].strip() == "ok" for o in outs)

@@ -253,9 +253,22 @@ def open_storage(settings: SearchSettings):
     elif parsed.get_backend_name().startswith("postgresql"):
         kwargs = {"connect_args": {"connect_timeout": 10}, "pool_pre_ping": True}
     try:
-        return optuna.storages.RDBStorage(
-            _with_driver(url), engine_kwargs=kwargs, heartbeat_interval=settings.heartbeat, grace_period=2 * settings.heartbeat,
-            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3))
+        for attempt in range(20):
+            try:
+                return optuna.storages.RDBStorage(
+                    _with_driver(url), engine_kwargs=kwargs, heartbeat_interval=settings.heartbeat,
+                    grace_period=2 * settings.heartbeat,
+                    heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3))
+            except Exception as e:  # noqa: BLE001
+                # a fresh database whose schema another process (a worker, a watcher) is creating
+                # at this moment: "table ... already exists", or both inserting the schema version
+                # ("UNIQUE constraint failed: alembic_version...", PostgreSQL's "duplicate key");
+                # the next attempt finds the schema complete
+                msg = str(getattr(e, "orig", None) or e)
+                racing = any(w in msg for w in ("already exists", "UNIQUE constraint failed", "duplicate key"))
+                if not racing or attempt == 19:
+                    raise
+                time.sleep(0.25 + 0.05 * attempt)
     except ImportError as e:
         raise UserError(f"--storage {_hidden_password(url)}: the database driver is missing ({e}); "
                         "for PostgreSQL: pip install 'psycopg[binary]'") from None
