@@ -29,6 +29,14 @@ def _load():
     return _ext.load("_cpu")[0]
 
 
+def _require():
+    """The compiled module, or RuntimeError saying why it cannot run and how to build it."""
+    mod = _load()
+    if mod is None:
+        raise RuntimeError(f"backend 'cpu' cannot run: {unavailable_reason()}")
+    return mod
+
+
 def is_available() -> bool:
     """True if the compiled C++ CPU engine can be imported."""
     return _load() is not None
@@ -91,9 +99,7 @@ def pid_kernel_cpu(
     bins, that x is finite and theta in [0, 1] (no extra pass over the data) and raises the
     public API's ValueError otherwise.
     """
-    mod = _load()
-    if mod is None:
-        raise RuntimeError(f"backend 'cpu' cannot run: {unavailable_reason()}")
+    mod = _require()
     if not isinstance(x, torch.Tensor) or x.dim() != 3:
         raise ValueError(f"x must be a [batch, neurons, sources] tensor, got {getattr(x, 'shape', type(x).__name__)}")
     if x.dtype not in (torch.float32, torch.float64):
@@ -169,9 +175,7 @@ def local_kernel_cpu(x: torch.Tensor, theta: torch.Tensor, binning, coef: torch.
     """
     from .lattice import full_index
 
-    mod = _load()
-    if mod is None:
-        raise RuntimeError(f"backend 'cpu' cannot run: {unavailable_reason()}")
+    mod = _require()
     B, N, n = (int(v) for v in x.shape)
     A = int(coef.shape[0])
     dt = x.dtype
@@ -205,9 +209,7 @@ def goal_kernel_cpu(x: torch.Tensor, theta: torch.Tensor, binning, coef: torch.T
     [B, N] contiguous CPU tensors of one float dtype, ``binning`` a cached
     :class:`~.binning.Binning` of that dtype, coef the lattice's int32 [A, 2^n - 1], w a
     contiguous float64 [A]. dtheta is empty unless need_grad."""
-    mod = _load()
-    if mod is None:
-        raise RuntimeError(f"backend 'cpu' cannot run: {unavailable_reason()}")
+    mod = _require()
     return _run_layer(mod, x, theta, binning.edges, binning.nbins, binning.clamp_lo, binning.clamp_hi,
                       binning.adaptive, coef, w, gamma_h, need_grad, check_values, num_threads, True)
 
@@ -217,9 +219,7 @@ def sample_pm1_cpu(theta: torch.Tensor, generator: Optional[torch.Generator] = N
     (about 10x torch.rand + torch.where on 2 cores). The seed is drawn from ``generator`` (torch's
     default generator when None), so ``torch.manual_seed`` makes the samples reproducible; the
     uniforms come from a counter-based hash of (seed, index): no dependence on the thread count."""
-    mod = _load()
-    if mod is None:
-        raise RuntimeError(f"backend 'cpu' cannot run: {unavailable_reason()}")
+    mod = _require()
     t = theta.detach().contiguous()
     out = torch.empty_like(t)
     seed = int(torch.randint(-(2**63), 2**63 - 1, (1,), dtype=torch.int64, generator=generator)) & (2**64 - 1)
@@ -230,9 +230,7 @@ def sample_pm1_cpu(theta: torch.Tensor, generator: Optional[torch.Generator] = N
 def trivariate_forward_cpu(f: torch.Tensor, c: torch.Tensor, l: torch.Tensor, params: Sequence[float]) -> torch.Tensor:
     """theta of the trivariate activation (csrc/cpu/activation.h) for contiguous float32 CPU tensors
     of one shape (checked by the caller); params (a1, a2, b1, b2)."""
-    mod = _load()
-    if mod is None:
-        raise RuntimeError(f"backend 'cpu' cannot run: {unavailable_reason()}")
+    mod = _require()
     theta = torch.empty_like(f)
     mod.trivariate_fwd(f.data_ptr(), c.data_ptr(), l.data_ptr(), theta.data_ptr(), f.numel(), list(params),
                        get_num_threads())
@@ -241,9 +239,7 @@ def trivariate_forward_cpu(f: torch.Tensor, c: torch.Tensor, l: torch.Tensor, pa
 
 def trivariate_backward_cpu(f, c, l, theta, grad, params) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(df, dc, dl) of the trivariate activation for the upstream gradient ``grad`` of theta."""
-    mod = _load()
-    if mod is None:
-        raise RuntimeError(f"backend 'cpu' cannot run: {unavailable_reason()}")
+    mod = _require()
     g = grad.contiguous()
     df, dc, dl = torch.empty_like(f), torch.empty_like(f), torch.empty_like(f)
     mod.trivariate_bwd(f.data_ptr(), c.data_ptr(), l.data_ptr(), theta.data_ptr(), g.data_ptr(), df.data_ptr(),
@@ -260,9 +256,7 @@ def cells_kernel_cpu(bins: torch.Tensor, thetas: torch.Tensor, nbins: Sequence[i
     """``ik.pid_binned`` on the engine (csrc/cpu/pid_cells.h): bins [B, N, n] integer, thetas
     [B, N, T] float (checked by the caller), wg the API's goal weights [A + 1] float64 or None.
     Returns ``red [N, A], h_y [N], goal [N] or None, dthetas [B, N, T] or None``, float64."""
-    mod = _load()
-    if mod is None:
-        raise RuntimeError(f"backend 'cpu' cannot run: {unavailable_reason()}")
+    mod = _require()
     B, N, n = bins.shape
     T = thetas.shape[2]
     A = coef.shape[0]
