@@ -43,14 +43,9 @@ class TrivariateActivation(Activation):
     def config(self):
         return {"a1": self.a1, "a2": self.a2, "b1": self.b1, "b2": self.b2}
 
-    def pre_activation(self, f: torch.Tensor, c: torch.Tensor, l: torch.Tensor) -> torch.Tensor:
-        gain = (1.0 - self.a1 - self.a2) + self.a1 * torch.sigmoid(self.b1 * f * c) + self.a2 * torch.sigmoid(
-            self.b2 * f * l
-        )
-        return f * gain
-
     def forward(self, f: torch.Tensor, c: torch.Tensor, l: torch.Tensor) -> torch.Tensor:
-        # the engine's fused kernel on CPU float32 (one pass forward, one backward), torch ops elsewhere
+        # the formula lives in the engine (ik.trivariate_activation): its fused kernel on CPU
+        # float32 (one pass forward, one backward), torch ops elsewhere
         return engine().trivariate_activation(f, c, l, self.a1, self.a2, self.b1, self.b2)
 
 

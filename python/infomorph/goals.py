@@ -137,11 +137,10 @@ def resolve_goal(goal: GoalSpec, n_sources: int, role: str = "hidden") -> torch.
         name = os.fspath(goal)
         if name in PRESETS:
             preset = PRESETS[name]
-            ns = preset["n_sources"]
-            if n_sources not in (ns if isinstance(ns, tuple) else (ns,)):
+            allowed = preset["n_sources"] if isinstance(preset["n_sources"], tuple) else (preset["n_sources"],)
+            if n_sources not in allowed:
                 raise ValueError(
-                    f"goal preset {name!r} is for {' or '.join(map(str, ns)) if isinstance(ns, tuple) else ns} "
-                    f"sources, the layer has {n_sources}"
+                    f"goal preset {name!r} is for {' or '.join(map(str, allowed))} sources, the layer has {n_sources}"
                 )
             return resolve_goal(preset["gamma"], n_sources, role)
         if name.endswith(_GOAL_FILE_SUFFIXES) or os.path.isfile(name):

@@ -132,15 +132,14 @@ class InfomorphicNet(nn.Module):
         self.context, self.passes, self.eval_context = context, int(passes), eval_context
         self.hidden_sources = hidden_sources
         # which of (feedforward, context, lateral) each hidden layer reads, in source order
-        self._slots = [i for i, c in enumerate("FCL") if c in hidden_sources]
+        self._slots = ["FCL".index(ch) for ch in hidden_sources]
         ns = len(self._slots)
         gen = torch.Generator().manual_seed(mask_seed) if mask_seed is not None else None
         layers = []
         n_in = self.in_features
         for i, n in enumerate(hidden):
             fan_in = [(n_in, n_classes, n)[i] for i in self._slots]
-            masks = [(None, None, _lateral_mask(n, lateral_k, gen) if "L" in hidden_sources else None)[i]
-                     for i in self._slots]
+            masks = [_lateral_mask(n, lateral_k, gen) if ch == "L" else None for ch in hidden_sources]
             layers.append(
                 InfomorphicLayer(
                     fan_in,
@@ -151,7 +150,7 @@ class InfomorphicNet(nn.Module):
                     bins=bins,
                     ranges=hidden_range if ns == 3 else "adaptive",
                     backend=backend,
-                    source_names=[("F", "C", "L")[i] for i in self._slots],
+                    source_names=list(hidden_sources),
                 )
             )
             n_in = n
