@@ -6,6 +6,8 @@ backend chosen by :mod:`.dispatch`.
 """
 from __future__ import annotations
 
+import math
+import numbers
 import weakref
 from dataclasses import dataclass
 from typing import List, Optional, Sequence
@@ -517,14 +519,24 @@ def trivariate_activation(f: torch.Tensor, c: torch.Tensor, l: torch.Tensor, a1:
     for name, t in (("f", f), ("c", c), ("l", l)):
         if not isinstance(t, torch.Tensor) or not t.is_floating_point():
             raise TypeError(f"trivariate_activation: {name} must be a floating tensor, got {getattr(t, 'dtype', type(t).__name__)}")
-    params = (float(a1), float(a2), float(b1), float(b2))
+    params = []
+    for name, v in (("a1", a1), ("a2", a2), ("b1", b1), ("b2", b2)):
+        if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v):
+            raise TypeError(f"trivariate_activation: {name} must be a finite number, got {v!r}")
+        params.append(float(v))
+    params = tuple(params)
+    try:
+        shape = torch.broadcast_shapes(f.shape, c.shape, l.shape)
+    except RuntimeError:
+        raise ValueError(f"trivariate_activation: f, c and l must broadcast to one shape, got {tuple(f.shape)}, "
+                         f"{tuple(c.shape)} and {tuple(l.shape)}") from None
     if all(t.device.type == "cpu" and t.dtype == torch.float32 for t in (f, c, l)):
         from . import cpu_backend
 
         if cpu_backend.is_available():
             from .autograd import TrivariateActivation
 
-            f, c, l = (t.contiguous() for t in torch.broadcast_tensors(f, c, l))
+            f, c, l = (t.expand(shape).contiguous() for t in (f, c, l))
             return TrivariateActivation.apply(f, c, l, params)
     gain = (1.0 - params[0] - params[1]) + params[0] * torch.sigmoid(params[2] * f * c) + params[1] * torch.sigmoid(params[3] * f * l)
     return torch.sigmoid(f * gain)

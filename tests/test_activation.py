@@ -105,8 +105,11 @@ def test_bad_input_named():
         ik.trivariate_activation(torch.zeros(3), torch.zeros(3, dtype=torch.int64), torch.zeros(3))
     with pytest.raises(TypeError, match="trivariate_activation: f must be a floating tensor"):
         ik.trivariate_activation([0.0], torch.zeros(3), torch.zeros(3))
-    with pytest.raises(RuntimeError):
-        ik.trivariate_activation(torch.zeros(3), torch.zeros(4), torch.zeros(3))  # shapes that do not broadcast
+    with pytest.raises(ValueError, match=r"f, c and l must broadcast to one shape, got \(3,\), \(4,\) and \(3,\)"):
+        ik.trivariate_activation(torch.zeros(3), torch.zeros(4), torch.zeros(3))
+    for name, bad in (("a1", "0.1"), ("b2", float("nan")), ("a2", None), ("b1", True)):
+        with pytest.raises(TypeError, match=f"trivariate_activation: {name} must be a finite number"):
+            ik.trivariate_activation(torch.zeros(3), torch.zeros(3), torch.zeros(3), **{name: bad})
 
 
 @needs_cpu
