@@ -100,3 +100,34 @@ def test_experiment_file_and_bad_input(tmp_path):
         r = cli(*args)
         lines = [l for l in r.stderr.splitlines() if l.strip()]
         assert r.returncode == 2 and len(lines) == 1 and words in lines[0] and "Traceback" not in r.stderr, r.stderr
+
+
+def test_experiment_queues_every_seed_of_every_configuration_in_one_pool(tmp_path, monkeypatch):
+    # 2 configurations x 3 seeds on 2 jobs: the third seed of "a" must run beside the first of "b"
+    # (per-configuration pools would leave a job idle). "a" seed 2 waits for "b" seed 0 to start.
+    import threading
+
+    from infomorph import sweep
+
+    b_started = threading.Event()
+    overlapped = []
+
+    def fake_one(self, train_args, seed, out_dir, label=""):
+        name = os.path.basename(out_dir)
+        if (name, seed) == ("b", 0):
+            b_started.set()
+        if (name, seed) == ("a", 2):
+            overlapped.append(b_started.wait(timeout=20))
+        d = os.path.join(out_dir, f"seed-{seed}")
+        _fake_run(d, seed, 0.9 + 0.01 * seed, [0.5], 1.0)
+        return {"seed": seed, "dir": d, "rc": 1 if (name, seed) == ("b", 1) else 0}
+
+    monkeypatch.setattr(sweep._Runner, "one", fake_one)
+    exp = tmp_path / "exp.json"
+    exp.write_text(json.dumps({"seeds": "0-2", "runs": {"a": {"hidden": 4}, "b": {"hidden": 8}}}))
+    with pytest.raises(UserError, match="b seed 1 failed"):  # a failed run fails the sweep, after the rest ran
+        sweep.run_experiment(str(exp), str(tmp_path / "out"), jobs=2, log=lambda *_: None)
+    assert overlapped == [True]
+    res = json.loads((tmp_path / "out" / "sweep.json").read_text())["runs"]
+    assert res["a"]["test_accuracy"]["n"] == 3 and res["b"]["test_accuracy"]["n"] == 2
+    assert res["b"]["failed_seeds"] == [1]

@@ -93,50 +93,74 @@ def _epochs_option(train_args: Sequence[str]) -> Optional[int]:
     return None
 
 
-def run_seeds(train_args: Sequence[str], seeds: Sequence[int], out_dir: str, jobs: int = 1,
-              log=print) -> Dict:
-    """Train once per seed into ``out_dir/seed-N`` (resuming what is there) and summarize."""
-    if jobs < 1:
-        raise UserError(f"--jobs takes an int >= 1, got {jobs}")
-    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
-        raise UserError(f"--out: {out_dir!r} is a file, not a directory")
-    os.makedirs(out_dir, exist_ok=True)
-    train_args = strip_own_options(train_args)
-    epochs = _epochs_option(train_args)
-    threads = max(1, (os.cpu_count() or 1) // jobs)
-    env = dict(os.environ)
-    pkg_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env["PYTHONPATH"] = os.pathsep.join([pkg_root, env.get("PYTHONPATH", "")])
+class _Runner:
+    """Trains (configuration, seed) pairs, ``jobs`` processes at a time, the cores split among them."""
 
-    def one(seed: int) -> Dict:
+    def __init__(self, jobs: int, log=print):
+        if jobs < 1:
+            raise UserError(f"--jobs takes an int >= 1, got {jobs}")
+        self.jobs, self.log = jobs, log
+        self.threads = max(1, (os.cpu_count() or 1) // jobs)
+        self.env = dict(os.environ)
+        pkg_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        self.env["PYTHONPATH"] = os.pathsep.join([pkg_root, self.env.get("PYTHONPATH", "")])
+
+    def one(self, train_args: Sequence[str], seed: int, out_dir: str, label: str = "") -> Dict:
         run_dir = os.path.join(out_dir, f"seed-{seed}")
+        epochs = _epochs_option(train_args)
         state = _state(run_dir, epochs)
+        who = f"{label}seed {seed}"
         if state == "done":
-            log(f"seed {seed}: done already ({run_dir})")
+            self.log(f"{who}: done already ({run_dir})")
             return {"seed": seed, "dir": run_dir, "rc": 0}
         if state == "partial":
             cmd = ["train", "--resume", run_dir] + (["--epochs", str(epochs)] if epochs is not None else [])
         else:
             cmd = ["train", *train_args, "--seed", str(seed), "--out", run_dir]
-        cmd = [sys.executable, "-m", "infomorph", *cmd, "--threads", str(threads), "--no-progress"]
-        log(f"seed {seed}: {'resuming' if state == 'partial' else 'starting'} ({run_dir})")
+        cmd = [sys.executable, "-m", "infomorph", *cmd, "--threads", str(self.threads), "--no-progress"]
+        self.log(f"{who}: {'resuming' if state == 'partial' else 'starting'} ({run_dir})")
         t0 = time.perf_counter()
         with open(os.path.join(out_dir, f"seed-{seed}.log"), "a") as fh:
-            rc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env).returncode
-        log(f"seed {seed}: {'finished' if rc == 0 else f'failed (exit {rc}, see seed-{seed}.log)'} "
-            f"in {time.perf_counter() - t0:.0f} s")
+            rc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, env=self.env).returncode
+        self.log(f"{who}: {'finished' if rc == 0 else f'failed (exit {rc}, see {out_dir}/seed-{seed}.log)'} "
+                 f"in {time.perf_counter() - t0:.0f} s")
         return {"seed": seed, "dir": run_dir, "rc": rc}
 
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        done = list(pool.map(one, seeds))
+    def run(self, configs: Sequence[tuple], seeds: Sequence[int]) -> List[List[Dict]]:
+        """``configs``: (train_args, out_dir, label) each; every seed of every configuration goes into
+        one queue in order, so the last seeds of one configuration share the cores with the first of
+        the next (3 seeds on 2 jobs no longer leave a core idle). Returns the outcomes per configuration."""
+        for _, out_dir, _ in configs:
+            if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+                raise UserError(f"--out: {out_dir!r} is a file, not a directory")
+            os.makedirs(out_dir, exist_ok=True)
+        with ThreadPoolExecutor(max_workers=self.jobs) as pool:
+            futures = [[pool.submit(self.one, args, seed, out_dir, label) for seed in seeds]
+                       for args, out_dir, label in configs]
+            return [[f.result() for f in row] for row in futures]
+
+
+def _finish(train_args: Sequence[str], seeds: Sequence[int], out_dir: str, jobs: int,
+            done: List[Dict]) -> Dict:
     failed = [d["seed"] for d in done if d["rc"] != 0]
     summary = summarize([d["dir"] for d in done if d["rc"] == 0])
     summary["command"] = ["python", "-m", "infomorph", "train", *train_args, "--seeds",
                           ",".join(map(str, seeds)), "--jobs", str(jobs), "--out", out_dir]
     summary["failed_seeds"] = failed
     write_summary(summary, out_dir)
-    if failed:
-        raise UserError(f"seeds {failed} failed (logs: {out_dir}/seed-N.log); run the same command again to retry them")
+    return summary
+
+
+def run_seeds(train_args: Sequence[str], seeds: Sequence[int], out_dir: str, jobs: int = 1,
+              log=print) -> Dict:
+    """Train once per seed into ``out_dir/seed-N`` (resuming what is there) and summarize."""
+    runner = _Runner(jobs, log)
+    train_args = strip_own_options(train_args)
+    done = runner.run([(train_args, out_dir, "")], seeds)[0]
+    summary = _finish(train_args, seeds, out_dir, jobs, done)
+    if summary["failed_seeds"]:
+        raise UserError(f"seeds {summary['failed_seeds']} failed (logs: {out_dir}/seed-N.log); "
+                        "run the same command again to retry them")
     return summary
 
 
@@ -256,22 +280,32 @@ def run_experiment(path: str, out_dir: str, jobs: int = 1, log=print) -> Dict:
         raise UserError(f"sweep: {path} needs a 'runs' mapping of name -> train options (and optional seeds, base)")
     seeds = parse_seeds(str(spec.get("seeds", "0")))
     base = spec.get("base") or {}
-    results = {}
+    runner = _Runner(jobs, log)
+    configs, meta = [], []
     for name, opts in spec["runs"].items():
         opts = dict(opts or {})
         model = opts.pop("model", name)
-        args = _options(base) + _options(opts)
+        args = strip_own_options(_options(base) + _options(opts))
         log(f"== {name}: train {' '.join(args)}")
-        summary = run_seeds(args, seeds, os.path.join(out_dir, str(name)), jobs, log)
+        configs.append((args, os.path.join(out_dir, str(name)), f"{name} "))
+        meta.append((name, model, opts.get("hidden", base.get("hidden", 100))))
+    outcomes = runner.run(configs, seeds)
+    results, failed = {}, []
+    for (args, run_out, _), (name, model, hidden), done in zip(configs, meta, outcomes):
+        summary = _finish(args, seeds, run_out, jobs, done)
         summary["model"] = model
-        summary["hidden"] = opts.get("hidden", base.get("hidden", 100))
+        summary["hidden"] = hidden
         results[name] = summary
+        failed += [f"{name} seed {s}" for s in summary["failed_seeds"]]
     with open(os.path.join(out_dir, "sweep.json"), "w") as fh:
         json.dump({"experiment": os.path.abspath(path), "seeds": seeds, "runs": results}, fh, indent=1)
     with open(os.path.join(out_dir, "sweep.md"), "w") as fh:
         fh.write(TABLE_HEAD + "\n" + "\n".join(_row(n, s) for n, s in results.items()) + "\n")
     plot_band(results, os.path.join(out_dir, "accuracy.png"))
     _plot_vs_hidden(results, os.path.join(out_dir, "accuracy_vs_hidden.png"))
+    if failed:
+        raise UserError(f"{', '.join(failed)} failed (logs: {out_dir}/NAME/seed-N.log); "
+                        "run the same command again to retry them")
     return results
 
 
