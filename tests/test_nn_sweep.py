@@ -131,3 +131,12 @@ def test_experiment_queues_every_seed_of_every_configuration_in_one_pool(tmp_pat
     res = json.loads((tmp_path / "out" / "sweep.json").read_text())["runs"]
     assert res["a"]["test_accuracy"]["n"] == 3 and res["b"]["test_accuracy"]["n"] == 2
     assert res["b"]["failed_seeds"] == [1]
+
+
+def test_threads_per_run_default_and_given():
+    from infomorph import sweep
+
+    assert sweep._Runner(1, threads=1).threads == 1
+    assert sweep._Runner(2).threads == max(1, (os.cpu_count() or 1) // 2)
+    with pytest.raises(UserError, match="--threads"):
+        sweep._Runner(1, threads=0)

@@ -119,6 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seeds: 0-2; base: {train options}; runs: {name: {train options, model: band name}}")
     w.add_argument("--out", required=True, help="output directory (one folder per configuration)")
     w.add_argument("--jobs", type=_positive, default=1, help="runs at a time (cores are split among them)")
+    w.add_argument("--threads", type=_positive, default=None,
+                   help="torch threads per run (default: the cores split among the jobs)")
     i = sub.add_parser("inspect", help="mean local atoms per label of every layer of a trained run (JSON + heatmaps)")
     i.add_argument("run_dir", metavar="RUN_DIR", help="a directory written by train --out")
     i.add_argument("--split", default="test", choices=("test", "val"))
@@ -155,7 +157,7 @@ def _run(args, argv: List[str]) -> int:
     if args.command == "sweep":
         from .sweep import run_experiment
 
-        run_experiment(args.experiment, args.out, args.jobs)
+        run_experiment(args.experiment, args.out, args.jobs, threads=args.threads)
         print(f"wrote {args.out}/sweep.md, sweep.json and plots")
         return 0
     if args.command == "train" and args.seeds is not None:
@@ -163,7 +165,8 @@ def _run(args, argv: List[str]) -> int:
 
         if args.out is None or args.resume is not None:
             raise UserError("--seeds goes with --out DIR (the sweep folder; run the same command again to resume)")
-        summary = run_seeds(argv[argv.index("train") + 1:], parse_seeds(args.seeds), args.out, args.jobs)
+        summary = run_seeds(argv[argv.index("train") + 1:], parse_seeds(args.seeds), args.out, args.jobs,
+                            threads=args.threads)
         t = summary["test_accuracy"]
         print(json.dumps({"out": args.out, "seeds": t.get("n", 0), "test_mean": t.get("mean"), "test_min": t.get("min"),
                           "test_max": t.get("max")}))

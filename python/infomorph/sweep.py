@@ -96,11 +96,14 @@ def _epochs_option(train_args: Sequence[str]) -> Optional[int]:
 class _Runner:
     """Trains (configuration, seed) pairs, ``jobs`` processes at a time, the cores split among them."""
 
-    def __init__(self, jobs: int, log=print):
+    def __init__(self, jobs: int, log=print, threads: Optional[int] = None):
         if jobs < 1:
             raise UserError(f"--jobs takes an int >= 1, got {jobs}")
+        if threads is not None and threads < 1:
+            raise UserError(f"--threads takes an int >= 1, got {threads}")
         self.jobs, self.log = jobs, log
-        self.threads = max(1, (os.cpu_count() or 1) // jobs)
+        # each run's torch threads: the cores split among the jobs unless given (two sweeps side by side)
+        self.threads = threads or max(1, (os.cpu_count() or 1) // jobs)
         self.env = dict(os.environ)
         pkg_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         self.env["PYTHONPATH"] = os.pathsep.join([pkg_root, self.env.get("PYTHONPATH", "")])
@@ -152,9 +155,9 @@ def _finish(train_args: Sequence[str], seeds: Sequence[int], out_dir: str, jobs:
 
 
 def run_seeds(train_args: Sequence[str], seeds: Sequence[int], out_dir: str, jobs: int = 1,
-              log=print) -> Dict:
+              log=print, threads: Optional[int] = None) -> Dict:
     """Train once per seed into ``out_dir/seed-N`` (resuming what is there) and summarize."""
-    runner = _Runner(jobs, log)
+    runner = _Runner(jobs, log, threads)
     train_args = strip_own_options(train_args)
     done = runner.run([(train_args, out_dir, "")], seeds)[0]
     summary = _finish(train_args, seeds, out_dir, jobs, done)
@@ -268,7 +271,7 @@ def _options(mapping: Dict) -> List[str]:
     return out
 
 
-def run_experiment(path: str, out_dir: str, jobs: int = 1, log=print) -> Dict:
+def run_experiment(path: str, out_dir: str, jobs: int = 1, log=print, threads: Optional[int] = None) -> Dict:
     """Several configurations x seeds from a YAML (or JSON) file:
 
     ``seeds: 0-2``, ``base: {dataset: mnist, epochs: 100}``, ``runs: {name: {train options}}``.
@@ -280,7 +283,7 @@ def run_experiment(path: str, out_dir: str, jobs: int = 1, log=print) -> Dict:
         raise UserError(f"sweep: {path} needs a 'runs' mapping of name -> train options (and optional seeds, base)")
     seeds = parse_seeds(str(spec.get("seeds", "0")))
     base = spec.get("base") or {}
-    runner = _Runner(jobs, log)
+    runner = _Runner(jobs, log, threads)
     configs, meta = [], []
     for name, opts in spec["runs"].items():
         opts = dict(opts or {})
