@@ -251,3 +251,44 @@ def test_bivariate_hidden_bad_arguments():
         InfomorphicNet(20, (4,), 10, context="feedback", hidden_sources="FL")
     with pytest.raises(ValueError, match="FCL"):
         build_model(1, (4,), in_features=20, backprop=True, hidden_sources="FC")
+
+
+def test_label_and_feedback_context_side_by_side():
+    # the paper's 1600-400-10 stack: the last hidden layer's context reads [label, feedback]
+    m = build_model(1, (8, 6), in_features=20, context="label+feedback", passes=3, mask_seed=0)
+    assert m.hidden[0].w1.shape == (8, 10) and m.hidden[1].w1.shape == (6, 20)
+    seen_low, seen_top, outs = [], [], []
+    hooks = [m.hidden[0].register_forward_hook(lambda mod, inp, out: seen_low.append(inp[0][1])),
+             m.hidden[1].register_forward_hook(lambda mod, inp, out: seen_top.append(inp[0][1])),
+             m.output.register_forward_hook(lambda mod, inp, out: outs.append(out))]
+    x, _, onehot = _batch()
+    m.run(x, onehot, grad=False)
+    # training: the lower layer keeps the label; the top layer sees the label and, from the second
+    # pass on, the output layer's sampled outputs of the pass before (zeros on the first)
+    assert all(torch.equal(c, onehot) for c in seen_low)
+    assert torch.equal(seen_top[0], torch.cat([onehot, torch.zeros_like(onehot)], 1))
+    for p in (1, 2):
+        assert torch.equal(seen_top[p], torch.cat([onehot, outs[p - 1].y], 1))
+    seen_top.clear()
+    outs.clear()
+    m.predict(x)  # evaluation: no label; the feedback stays, on the first pass nothing (bias only)
+    for h in hooks:
+        h.remove()
+    assert seen_top[0] is None
+    for p in (1, 2):
+        assert torch.equal(seen_top[p], torch.cat([torch.zeros_like(onehot), outs[p - 1].y], 1))
+    goals, _, _ = m.goals(x, onehot)  # the goals of every layer are finite and carry gradients
+    assert all(torch.isfinite(g).all() and g.requires_grad for g in goals)
+    with pytest.raises(ValueError, match="context"):
+        build_model(1, (4,), in_features=20, context="labels")
+    with pytest.raises(ValueError, match="label context"):
+        build_model(1, (4,), in_features=20, context="label+feedback", backprop=True)
+
+
+def test_hierarchical_goal_preset_is_the_published_multilayer_goal():
+    from infomorph.goals import resolve_goal
+
+    g = resolve_goal("hierarchical", 3)
+    want = torch.zeros(19, dtype=g.dtype)
+    want[[0, 1, 7, 8]] = torch.tensor([0.3, 1.0, 0.1, 0.1], dtype=g.dtype)  # {1}{2}{3}, {1}{2}, {1}, {2}
+    assert torch.equal(g, want)

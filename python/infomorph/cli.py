@@ -70,6 +70,9 @@ def add_model_options(t: argparse.ArgumentParser, epochs_help: str = "epochs (de
     t.add_argument("--data-dir", default=None, help="where the data files are (default: the installed packages)")
     t.add_argument("--lateral-k", type=_lateral, default=-1, metavar="K",
                    help="lateral inputs per neuron (overrides the setup; 'dense' for all)")
+    t.add_argument("--context", default=None, choices=("label", "feedback", "label+feedback"),
+                   help="the last hidden layer's context (overrides the setup's): the label, the output layer's "
+                        "feedback (Setup 3), or both side by side (the paper's 1600-400-10 stack)")
     t.add_argument("--hidden-sources", default="FCL", choices=("FCL", "FC", "FL"),
                    help="FCL: trivariate hidden neurons (the paper's setups); FC: bivariate, context only; FL: bivariate, lateral only")
     t.add_argument("--activation", default="trivariate", choices=("trivariate", "linear"))
@@ -89,7 +92,7 @@ def config_from_args(args, **overrides) -> TrainConfig:
         epochs=args.epochs, batch_size=args.batch_size, backend=args.backend, device=args.device,
         limit_train=args.limit_train, limit_test=args.limit_test, data_dir=args.data_dir, lateral_k=args.lateral_k,
         activation=args.activation, passes=args.passes, bins=args.bins, eval_context=args.eval_context,
-        hidden_sources=args.hidden_sources,
+        hidden_sources=args.hidden_sources, context=args.context,
     )
     kw.update(overrides)
     return TrainConfig(**kw)

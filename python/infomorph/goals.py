@@ -5,7 +5,7 @@ sources (1 = F feedforward, 2 = C context, 3 = L lateral). Gamma vectors are in 
 order (``infomorph_kernels.lattice.gamma_names(n)``, H_res last; shared/PID_MATH.md section 3).
 
 Accepted goal specifications (:func:`resolve_goal`):
-- a preset name: ``"heuristic"``, ``"optimized"`` (trivariate), ``"optimized-fc"``,
+- a preset name: ``"heuristic"``, ``"optimized"``, ``"hierarchical"`` (trivariate), ``"optimized-fc"``,
   ``"optimized-fl"`` (bivariate hidden layers), ``"output"`` (bivariate);
 - a sequence / tensor of ``n_atoms + 1`` numbers in gamma order;
 - a mapping of atom names to weights (``{"{1}{2}": 1.0, "H_res": 0.1}``, or with source letters
@@ -42,6 +42,10 @@ PRESETS: Dict[str, Dict[str, Any]] = {
     "heuristic": {"n_sources": (2, 3), "gamma": {"{1}{2}": 1.0}},
     # the paper's optimized trivariate goal (hyper-parameter search on MNIST, Setup 1, N = 100)
     "optimized": {"n_sources": 3, "gamma": OPTIMIZED_GAMMA},
+    # the published configuration's goal for its two-hidden-layer model (goals/
+    # infomorphic_context_lateral/hierarchical.yaml, every hidden layer): the heuristic's shared
+    # F-C information plus the three-way redundancy and a little of each unique atom of F and C
+    "hierarchical": {"n_sources": 3, "gamma": {"{1}{2}{3}": 0.3, "{1}{2}": 1.0, "{1}": 0.1, "{2}": 0.1}},
     # the same search's goals for the bivariate hidden layers (train --hidden-sources FC / FL
     # picks them for --goal optimized)
     "optimized-fc": {"n_sources": 2, "gamma": OPTIMIZED_FC_GAMMA},

@@ -1,7 +1,8 @@
 """Infomorphic networks (Setups 1-3, deeper stacks) and the backprop baseline.
 
 Every hidden layer is trivariate: feedforward F (the image or the layer below), context C (the
-one-hot label through a learned linear map; in Setup 3 the output layer's feedback instead) and
+one-hot label through a learned linear map; in Setup 3 the output layer's feedback instead, or
+label and feedback side by side: ``context="label+feedback"``) and
 lateral L (the layer's own sampled +-1 outputs of the previous pass; 0 on the first pass). The
 output layer is bivariate: F = the last hidden layer's sampled outputs, C = the neuron's own
 element of the one-hot label through a fixed weight 1; ``theta = s(F)``.
@@ -80,7 +81,10 @@ class InfomorphicNet(nn.Module):
         lateral_k: None for dense lateral connections (no self-connection), or at most k lateral
             inputs per neuron chosen at random.
         context: "label" (Setups 1, 2) or "feedback" (Setup 3: the last hidden layer's context is
-            the output layer's sampled outputs of the previous pass; lower layers keep the label).
+            the output layer's sampled outputs of the previous pass; lower layers keep the label),
+            or "label+feedback" (the last hidden layer's context reads both, label and feedback
+            one learned map over their 2 x n_classes inputs; at evaluation the label part is 0
+            and the feedback stays; lower layers keep the label).
         hidden_goal, output_goal: goals (presets, files, vectors; see :mod:`infomorph.goals`).
         activation: "trivariate" (the paper's) or "linear" for the hidden layers.
         passes: passes of the hidden stack per batch (>= 1; 2 in the paper).
@@ -117,10 +121,10 @@ class InfomorphicNet(nn.Module):
         super().__init__()
         if hidden_sources not in HIDDEN_SOURCES:
             raise ValueError(f"hidden_sources must be one of {', '.join(HIDDEN_SOURCES)}, got {hidden_sources!r}")
-        if context == "feedback" and hidden_sources == "FL":
-            raise ValueError("hidden_sources 'FL' has no context source for the output layer's feedback (Setup 3)")
-        if context not in ("label", "feedback"):
-            raise ValueError(f"context must be 'label' or 'feedback', got {context!r}")
+        if context not in CONTEXTS:
+            raise ValueError(f"context must be one of {', '.join(CONTEXTS)}, got {context!r}")
+        if context != "label" and hidden_sources == "FL":
+            raise ValueError(f"hidden_sources 'FL' has no context source for the output layer's feedback (context {context!r})")
         if eval_context not in ("zero", "bias"):
             raise ValueError(f"eval_context must be 'zero' or 'bias', got {eval_context!r}")
         if passes < 1:
@@ -138,7 +142,8 @@ class InfomorphicNet(nn.Module):
         layers = []
         n_in = self.in_features
         for i, n in enumerate(hidden):
-            fan_in = [(n_in, n_classes, n)[i] for i in self._slots]
+            n_ctx = 2 * n_classes if context == "label+feedback" and i == len(hidden) - 1 else n_classes
+            fan_in = [(n_in, n_ctx, n)[j] for j in self._slots]
             masks = [_lateral_mask(n, lateral_k, gen) if ch == "L" else None for ch in hidden_sources]
             layers.append(
                 InfomorphicLayer(
@@ -174,6 +179,21 @@ class InfomorphicNet(nn.Module):
             return label, ()
         return None, ((1,) if self.eval_context == "zero" and "C" in self.hidden_sources else ())
 
+    def _feedback_layer(self, i: int) -> bool:
+        """Whether hidden layer ``i``'s context reads the output layer's feedback."""
+        return self.context != "label" and i == len(self.hidden) - 1
+
+    def _feedback_context(self, label: Optional[torch.Tensor], fb: Optional[torch.Tensor],
+                          batch: int, like: torch.Tensor) -> Optional[torch.Tensor]:
+        """The feedback layer's context input: the feedback (Setup 3), or label and feedback side by
+        side (zeros for what is missing: no label at evaluation, no feedback on the first pass)."""
+        if self.context == "feedback":
+            return fb
+        if label is None and fb is None:
+            return None  # the context is its bias alone, as for Setup 3's first pass
+        zeros = like.new_zeros(batch, self.n_classes)
+        return torch.cat([label if label is not None else zeros, fb if fb is not None else zeros], dim=1)
+
     def _pick(self, inputs: Sequence[Optional[torch.Tensor]]) -> List[Optional[torch.Tensor]]:
         """(feedforward, context, lateral) -> the hidden layers' own source list."""
         return [inputs[i] for i in self._slots]
@@ -198,8 +218,7 @@ class InfomorphicNet(nn.Module):
         with torch.set_grad_enabled(grad):
             for i, layer in enumerate(self.hidden):
                 fixed = {0: x} if i == 0 else {}
-                if (label_ctx is not None and "C" in self.hidden_sources
-                        and not (self.context == "feedback" and i == n_hidden - 1)):
+                if label_ctx is not None and "C" in self.hidden_sources and not self._feedback_layer(i):
                     fixed[1] = label_ctx
                 if self.passes > 1:
                     pre[i] = {j: layer.source(j, v) for j, v in fixed.items()}
@@ -208,15 +227,15 @@ class InfomorphicNet(nn.Module):
             with torch.set_grad_enabled(grad and last):
                 inp = x
                 for i, layer in enumerate(self.hidden):
-                    if self.context == "feedback" and i == n_hidden - 1:
-                        c, zero = fb, ()
+                    if self._feedback_layer(i):
+                        c, zero = self._feedback_context(label, fb, x.shape[0], x), ()
                     else:
                         c, zero = label_ctx, label_zero
                     pre_i = pre[i] if last else {j: v.detach() for j, v in pre[i].items()}
                     outs[i] = layer(self._pick([inp, c, lat[i]]), sample=True, zero=zero, pre=pre_i)
                     lat[i] = outs[i].y
                     inp = outs[i].y
-            if self.context == "feedback" and not last:
+            if self.context != "label" and not last:
                 with torch.no_grad():
                     fb = self.output([inp, out_ctx], sample=True, zero=out_zero).y
         with torch.set_grad_enabled(grad):
@@ -329,6 +348,7 @@ class BackpropNet(nn.Module):
 
 
 HIDDEN_SOURCES = ("FCL", "FC", "FL")
+CONTEXTS = ("label", "feedback", "label+feedback")
 
 SETUPS = {
     1: {"lateral_k": None, "context": "label"},
@@ -344,17 +364,20 @@ def build_model(
     n_classes: int = 10,
     backprop: bool = False,
     lateral_k: Optional[int] = -1,
+    context: Optional[str] = None,
     **kwargs,
 ) -> nn.Module:
     """A model by setup number: 1 (dense lateral, label context), 2 (at most 100 lateral inputs),
     3 (Setup 2 with the output layer's feedback as the hidden context). ``lateral_k`` overrides
-    the setup's (-1: keep it; None: dense). ``backprop`` gives the baseline with the setup's
-    connectivity (setups 1 and 2)."""
+    the setup's (-1: keep it; None: dense), ``context`` the setup's context (label, feedback,
+    label+feedback). ``backprop`` gives the baseline with the setup's connectivity (setups 1 and 2)."""
     if setup not in SETUPS:
         raise ValueError(f"setup must be one of {sorted(SETUPS)}, got {setup!r}")
     spec = dict(SETUPS[setup])
     if lateral_k != -1:
         spec["lateral_k"] = lateral_k
+    if context is not None:
+        spec["context"] = context
     if backprop:
         if kwargs.get("hidden_sources", "FCL") != "FCL":
             raise ValueError("the backprop baseline has trivariate hidden connectivity: hidden_sources must be 'FCL'")

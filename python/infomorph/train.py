@@ -59,6 +59,7 @@ class TrainConfig:
     bins: int = 20
     eval_context: str = "zero"
     hidden_sources: str = "FCL"  # FCL: trivariate hidden neurons; FC / FL: bivariate (context / lateral only)
+    context: Optional[str] = None  # None: the setup's; label, feedback or label+feedback (last hidden layer)
     hidden_lr: float = 0.002
     hidden_weight_decay: float = 0.00035
     output_lr: float = 0.003
@@ -100,12 +101,12 @@ def build_from_config(cfg: TrainConfig, in_features: int, n_classes: int):
     if cfg.backprop:
         return build_model(cfg.setup, cfg.hidden, in_features, n_classes, backprop=True, lateral_k=cfg.lateral_k,
                            activation=cfg.activation, passes=cfg.passes, mask_seed=cfg.seed,
-                           eval_context=cfg.eval_context, hidden_sources=cfg.hidden_sources)
+                           eval_context=cfg.eval_context, hidden_sources=cfg.hidden_sources, context=cfg.context)
     return build_model(
         cfg.setup, cfg.hidden, in_features, n_classes, lateral_k=cfg.lateral_k,
         hidden_goal=cfg.hidden_gamma, output_goal=cfg.output_gamma, activation=cfg.activation,
         passes=cfg.passes, bins=cfg.bins, backend=cfg.backend, mask_seed=cfg.seed, eval_context=cfg.eval_context,
-        hidden_sources=cfg.hidden_sources,
+        hidden_sources=cfg.hidden_sources, context=cfg.context,
     )
 
 
