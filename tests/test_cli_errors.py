@@ -57,6 +57,10 @@ def finished_run(tmp_path_factory):
     (["--setup", "3", "--hidden-sources", "FL"], ["FL", "feedback"]),
     (["--backprop", "--hidden-sources", "FC"], ["backprop", "FCL"]),
     (["--hidden-sources", "CL"], ["--hidden-sources", "invalid choice"]),
+    (["--backprop-loss", "probabilities"], ["--backprop-loss", "goes with --backprop"]),
+    (["--context", "label+feedback", "--backprop"], ["backprop", "label context"]),
+    (["--context", "feedback", "--hidden-sources", "FL"], ["FL", "feedback"]),
+    (["--context", "both"], ["--context", "invalid choice"]),
 ])  # fmt: skip
 def test_bad_options(tmp_path, args, words):
     assert_user_error(cli("train", *TINY, "--out", str(tmp_path / "o"), *args), *words)

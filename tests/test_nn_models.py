@@ -292,3 +292,19 @@ def test_hierarchical_goal_preset_is_the_published_multilayer_goal():
     want = torch.zeros(19, dtype=g.dtype)
     want[[0, 1, 7, 8]] = torch.tensor([0.3, 1.0, 0.1, 0.1], dtype=g.dtype)  # {1}{2}{3}, {1}{2}, {1}, {2}
     assert torch.equal(g, want)
+
+
+def test_backprop_published_loss_is_cross_entropy_of_the_firing_probabilities():
+    x, y, onehot = _batch()
+    torch.manual_seed(0)
+    a = build_model(1, (6,), in_features=20, backprop=True, mask_seed=0)
+    torch.manual_seed(0)
+    b = build_model(1, (6,), in_features=20, backprop=True, mask_seed=0, loss="probabilities")
+    logits = torch.randn(48, 10, dtype=torch.float64)
+    torch.testing.assert_close(a.loss_of_logits(logits, y), F.cross_entropy(logits, y))
+    torch.testing.assert_close(b.loss_of_logits(logits, y), F.cross_entropy(torch.sigmoid(logits), y))
+    # a softmax over numbers in (0, 1): the loss can never fall below that of theta = the one-hot target
+    floor = F.cross_entropy(onehot.double(), y)
+    assert b.loss_of_logits(1e3 * (2 * onehot.double() - 1), y) >= floor - 1e-12
+    with pytest.raises(ValueError, match="loss"):
+        build_model(1, (4,), in_features=20, backprop=True, loss="mse")

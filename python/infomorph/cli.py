@@ -109,6 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--restart", action="store_true",
                    help="with --resume DIR: start that run over from epoch 1 with the options given (e.g. its checkpoint is damaged)")
     t.add_argument("--backprop", action="store_true", help="the backprop baseline (Setup 1 connectivity, cross-entropy)")
+    t.add_argument("--backprop-loss", default="logits", choices=("logits", "probabilities"),
+                   help="with --backprop: cross-entropy of the output logits, or of the firing probabilities "
+                        "s(F) as the published baseline does")
     add_model_options(t)
     t.add_argument("--keep-checkpoints", metavar="EPOCHS", default="",
                    help="also keep the model after these epochs (1,2,5,10 or 0-100) in OUT/checkpoints/ (inspect --complexity)")
@@ -196,7 +199,10 @@ def _run(args, argv: List[str]) -> int:
         from .sweep import parse_seeds
 
         keep = parse_seeds(args.keep_checkpoints, "--keep-checkpoints") if args.keep_checkpoints else []
-        cfg = config_from_args(args, goal=args.goal, seed=args.seed, backprop=args.backprop, keep_checkpoints=keep)
+        if args.backprop_loss != "logits" and not args.backprop:
+            raise UserError("--backprop-loss goes with --backprop (the infomorphic layers learn from their goals)")
+        cfg = config_from_args(args, goal=args.goal, seed=args.seed, backprop=args.backprop,
+                               backprop_loss=args.backprop_loss, keep_checkpoints=keep)
         if args.threads is not None:
             torch.set_num_threads(args.threads)
         out = args.resume or args.out

@@ -275,7 +275,12 @@ class BackpropNet(nn.Module):
     two passes, output theta = s(F)), trained end to end with cross-entropy on the output layer's
     feedforward drive F (the logits). The sampled +-1 hidden outputs pass gradients straight
     through (d y / d theta = 2, the derivative of the mean 2 theta - 1). No inversion at read-out:
-    cross-entropy fixes the polarity of every output neuron."""
+    cross-entropy fixes the polarity of every output neuron.
+
+    ``loss="probabilities"`` is the published baseline's loss instead: cross-entropy with the
+    output neurons' firing probabilities theta = s(F) in place of the logits (``CrossEntropyLoss``
+    applied to theta in paper_trivariate/base_model.py): a softmax over numbers in (0, 1), whose
+    gradients are far weaker than those of the logits."""
 
     invert_outputs = False
 
@@ -289,11 +294,15 @@ class BackpropNet(nn.Module):
         passes: int = 2,
         mask_seed: Optional[int] = None,
         eval_context: str = "zero",
+        loss: str = "logits",
     ):
         super().__init__()
+        if loss not in BACKPROP_LOSSES:
+            raise ValueError(f"loss must be one of {', '.join(BACKPROP_LOSSES)}, got {loss!r}")
         hidden = [int(h) for h in hidden]
         self.in_features, self.hidden_sizes, self.n_classes = int(in_features), hidden, int(n_classes)
         self.passes, self.eval_context, self.context = int(passes), eval_context, "label"
+        self.loss_kind = loss
         gen = torch.Generator().manual_seed(mask_seed) if mask_seed is not None else None
         layers, n_in = [], self.in_features
         for n in hidden:
@@ -335,8 +344,12 @@ class BackpropNet(nn.Module):
         """Output layer's F ``[batch, n_classes]``; differentiable through both passes."""
         return self.passes_and_logits(x, label)[1]
 
+    def loss_of_logits(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The training loss of the output layer's F (``loss``: of the logits or of s(F))."""
+        return F.cross_entropy(logits if self.loss_kind == "logits" else torch.sigmoid(logits), target)
+
     def loss_fn(self, x: torch.Tensor, label: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(self.logits(x, label), target)
+        return self.loss_of_logits(self.logits(x, label), target)
 
     @torch.no_grad()
     def predict_proba(self, x: torch.Tensor) -> torch.Tensor:
@@ -348,6 +361,7 @@ class BackpropNet(nn.Module):
 
 
 HIDDEN_SOURCES = ("FCL", "FC", "FL")
+BACKPROP_LOSSES = ("logits", "probabilities")
 CONTEXTS = ("label", "feedback", "label+feedback")
 
 SETUPS = {
@@ -383,6 +397,6 @@ def build_model(
             raise ValueError("the backprop baseline has trivariate hidden connectivity: hidden_sources must be 'FCL'")
         if spec["context"] != "label":
             raise ValueError("the backprop baseline has label context: use setup 1 or 2")
-        keep = {k: v for k, v in kwargs.items() if k in ("activation", "passes", "mask_seed", "eval_context")}
+        keep = {k: v for k, v in kwargs.items() if k in ("activation", "passes", "mask_seed", "eval_context", "loss")}
         return BackpropNet(in_features, hidden, n_classes, lateral_k=spec["lateral_k"], **keep)
     return InfomorphicNet(in_features, hidden, n_classes, **spec, **kwargs)

@@ -48,6 +48,7 @@ class TrainConfig:
     seed: int = 0
     batch_size: int = 1024
     backprop: bool = False
+    backprop_loss: str = "logits"  # cross-entropy of the logits, or of s(F) as the published baseline
     backend: str = "auto"
     device: str = "cpu"
     limit_train: Optional[int] = None
@@ -101,7 +102,8 @@ def build_from_config(cfg: TrainConfig, in_features: int, n_classes: int):
     if cfg.backprop:
         return build_model(cfg.setup, cfg.hidden, in_features, n_classes, backprop=True, lateral_k=cfg.lateral_k,
                            activation=cfg.activation, passes=cfg.passes, mask_seed=cfg.seed,
-                           eval_context=cfg.eval_context, hidden_sources=cfg.hidden_sources, context=cfg.context)
+                           eval_context=cfg.eval_context, hidden_sources=cfg.hidden_sources, context=cfg.context,
+                           loss=cfg.backprop_loss)
     return build_model(
         cfg.setup, cfg.hidden, in_features, n_classes, lateral_k=cfg.lateral_k,
         hidden_goal=cfg.hidden_gamma, output_goal=cfg.output_gamma, activation=cfg.activation,
@@ -282,7 +284,7 @@ def train(
                     theta = out.theta.detach()
                 else:
                     logits = model.logits(x, onehot)
-                    loss = F.cross_entropy(logits, y)
+                    loss = model.loss_of_logits(logits, y)
                     theta = torch.sigmoid(logits.detach())
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
