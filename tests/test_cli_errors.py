@@ -110,8 +110,9 @@ def test_damaged_checkpoint_says_so_and_restart_works(finished_run, tmp_path, da
     assert json.loads((run / "results.json").read_text())["epochs_done"] == 1
 
 
-def test_ctrl_c_mid_epoch_checkpoints_and_resumes_exactly(tmp_path):
-    """A real SIGINT during epoch 2 of 3: exit 130 with one line saying how to resume, no traceback;
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_mid_epoch_checkpoints_and_resumes_exactly(tmp_path, sig):
+    """A real SIGINT (or SIGTERM: kill, a batch scheduler's stop) during epoch 2 of 3: exit 130 with one line saying how to resume, no traceback;
     the checkpoint holds the stopped epoch's position, and the resumed run ends exactly where an
     uninterrupted one does."""
     args = ["train", "--dataset", "synthetic", "--hidden", "16", "--batch-size", "16", "--limit-train", "1500",
@@ -122,7 +123,7 @@ def test_ctrl_c_mid_epoch_checkpoints_and_resumes_exactly(tmp_path):
     try:
         for line in proc.stdout:  # wait for the end of epoch 1, then interrupt epoch 2
             if line.startswith("epoch 1/3"):
-                proc.send_signal(signal.SIGINT)
+                proc.send_signal(sig)
                 break
         out, err = proc.communicate(timeout=300)
     finally:

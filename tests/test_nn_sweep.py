@@ -140,3 +140,66 @@ def test_threads_per_run_default_and_given():
     assert sweep._Runner(2).threads == max(1, (os.cpu_count() or 1) // 2)
     with pytest.raises(UserError, match="--threads"):
         sweep._Runner(1, threads=0)
+
+
+def _wait_for(path, proc, timeout=300.0):
+    import time
+    t0 = time.monotonic()
+    while not os.path.exists(path):
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() - t0 < timeout, f"{path} did not appear"
+        time.sleep(0.05)
+
+
+def test_sigterm_stops_the_sweep_and_its_running_training(tmp_path):
+    """SIGTERM to a running sweep (kill, a scheduler's stop): the running training is asked to stop
+    too (it saves its checkpoint) instead of running on as an orphan, no further seed starts, the
+    command exits 130 with one line saying how to resume, and the same command then finishes."""
+    import signal
+
+    out = tmp_path / "sweep"
+    args = ["train", "--dataset", "synthetic", "--hidden", "16", "--batch-size", "16", "--limit-train", "1500",
+            "--limit-test", "100", "--epochs", "3", "--seeds", "0-1", "--jobs", "1", "--threads", "1",
+            "--out", str(out)]
+    proc = subprocess.Popen([sys.executable, "-m", "infomorph", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=_env())
+    try:
+        _wait_for(out / "seed-0" / "results.json", proc)  # seed 0 has finished epoch 1
+        child = int((out / "seed-0" / ".lock").read_text())
+        proc.send_signal(signal.SIGTERM)
+        stdout, stderr = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    lines = [l for l in stderr.splitlines() if l.strip()]
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr and len(lines) == 1 and "resume" in lines[0], stderr
+    with pytest.raises(ProcessLookupError):  # the training stopped with the sweep (and was reaped)
+        os.kill(child, 0)
+    assert not (out / "seed-1").exists() and "seed 1" not in stdout  # nothing new started
+    assert "seed 0: stopped" in stdout
+    res = cli(*args)
+    assert res.returncode == 0, res.stderr
+    assert "seed 0: resuming" in res.stdout
+    for seed in (0, 1):
+        assert json.loads((out / f"seed-{seed}" / "results.json").read_text())["epochs_done"] == 3
+
+
+def test_a_second_training_into_a_busy_run_directory_stops_at_once(tmp_path):
+    """Two writers to one checkpoint are refused: while a training holds DIR, another `train --out
+    DIR` (or --resume DIR) ends with one line naming the directory and the holder, exit 2."""
+    from infomorph.train import _RunLock
+
+    run = tmp_path / "run"
+    run.mkdir()
+    lock = _RunLock(str(run)).acquire()
+    try:
+        for extra in (["--out", str(run)], ["--resume", str(run)]):
+            res = cli("train", *TINY, "--epochs", "1", "--no-progress", *extra)
+            lines = [l for l in res.stderr.splitlines() if l.strip()]
+            assert res.returncode == 2 and len(lines) == 1 and "Traceback" not in res.stderr, res.stderr
+            assert str(run) in lines[0] and "another process" in lines[0] and f"pid {os.getpid()}" in lines[0]
+    finally:
+        lock.release()
+    res = cli("train", *TINY, "--epochs", "1", "--no-progress", "--out", str(run))
+    assert res.returncode == 0, res.stderr

@@ -7,7 +7,9 @@ and ``DIR/accuracy.png`` (test accuracy over epochs: mean line, min-max band).
 ``python -m infomorph sweep EXPERIMENT.yaml --out DIR`` does that for several configurations side
 by side (one table, and accuracy against hidden size with one band per model when the
 configurations differ in size). Running the same command again resumes: finished seeds are kept,
-an interrupted one continues from its checkpoint (train --resume).
+an interrupted one continues from its checkpoint (train --resume). Ctrl-C or SIGTERM stops the
+sweep cleanly: the running trainings are asked to stop (each saves its checkpoint at the next batch
+boundary), no further run starts, and the command exits 130 saying how to resume.
 
 Every run is ``python -m infomorph train`` in its own process (the one training loop), with the
 machine's cores split among the K processes.
@@ -16,15 +18,17 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Dict, List, Optional, Sequence
 
 from ._plots import pyplot, save
-from .errors import UserError
+from .errors import TrainingInterrupted, UserError
 
 # options of `train` that the sweep sets itself for every run
 _OWN = {"--seeds": 1, "--jobs": 1, "--out": 1, "--seed": 1, "--threads": 1, "--resume": 1, "--restart": 0,
@@ -107,6 +111,21 @@ class _Runner:
         self.env = dict(os.environ)
         pkg_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         self.env["PYTHONPATH"] = os.pathsep.join([pkg_root, self.env.get("PYTHONPATH", "")])
+        self.stopping = False
+        self._live: Dict[int, subprocess.Popen] = {}
+        self._lock = threading.Lock()
+
+    def _stop(self, signum, frame) -> None:
+        """Ctrl-C or SIGTERM: start nothing more, and ask every running training to stop (SIGTERM:
+        it saves its checkpoint at the next batch boundary; after Ctrl-C it has had the terminal's
+        SIGINT already, and a second request changes nothing)."""
+        self.stopping = True
+        with self._lock:
+            for proc in self._live.values():
+                try:
+                    proc.send_signal(signal.SIGTERM)
+                except OSError:
+                    pass
 
     def one(self, train_args: Sequence[str], seed: int, out_dir: str, label: str = "") -> Dict:
         run_dir = os.path.join(out_dir, f"seed-{seed}")
@@ -121,10 +140,23 @@ class _Runner:
         else:
             cmd = ["train", *train_args, "--seed", str(seed), "--out", run_dir]
         cmd = [sys.executable, "-m", "infomorph", *cmd, "--threads", str(self.threads), "--no-progress"]
-        self.log(f"{who}: {'resuming' if state == 'partial' else 'starting'} ({run_dir})")
         t0 = time.perf_counter()
-        with open(os.path.join(out_dir, f"seed-{seed}.log"), "a") as fh:
-            rc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, env=self.env).returncode
+        with self._lock:
+            if self.stopping:
+                return {"seed": seed, "dir": run_dir, "rc": None}
+            self.log(f"{who}: {'resuming' if state == 'partial' else 'starting'} ({run_dir})")
+            fh = open(os.path.join(out_dir, f"seed-{seed}.log"), "a")
+            proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=self.env)
+            self._live[proc.pid] = proc
+        try:
+            rc = proc.wait()
+        finally:
+            with self._lock:
+                self._live.pop(proc.pid, None)
+            fh.close()
+        if self.stopping and rc != 0:
+            self.log(f"{who}: stopped (exit {rc}); the same command continues it from its checkpoint")
+            return {"seed": seed, "dir": run_dir, "rc": None}
         self.log(f"{who}: {'finished' if rc == 0 else f'failed (exit {rc}, see {out_dir}/seed-{seed}.log)'} "
                  f"in {time.perf_counter() - t0:.0f} s")
         return {"seed": seed, "dir": run_dir, "rc": rc}
@@ -137,10 +169,22 @@ class _Runner:
             if os.path.exists(out_dir) and not os.path.isdir(out_dir):
                 raise UserError(f"--out: {out_dir!r} is a file, not a directory")
             os.makedirs(out_dir, exist_ok=True)
-        with ThreadPoolExecutor(max_workers=self.jobs) as pool:
-            futures = [[pool.submit(self.one, args, seed, out_dir, label) for seed in seeds]
-                       for args, out_dir, label in configs]
-            return [[f.result() for f in row] for row in futures]
+        main = threading.current_thread() is threading.main_thread()
+        old = {sig: signal.signal(sig, self._stop) for sig in (signal.SIGINT, signal.SIGTERM)} if main else {}
+        try:
+            with ThreadPoolExecutor(max_workers=self.jobs) as pool:
+                futures = [[pool.submit(self.one, args, seed, out_dir, label) for seed in seeds]
+                           for args, out_dir, label in configs]
+                done = [[f.result() for f in row] for row in futures]
+        finally:
+            for sig, handler in old.items():
+                signal.signal(sig, handler)
+        if self.stopping:
+            where = sorted({out_dir for _, out_dir, _ in configs})
+            raise TrainingInterrupted(
+                "sweep interrupted: finished runs are kept and stopped ones continue from their checkpoints; "
+                "run the same command again to resume", where[0] if len(where) == 1 else os.path.dirname(where[0]))
+        return done
 
 
 def _finish(train_args: Sequence[str], seeds: Sequence[int], out_dir: str, jobs: int,

@@ -185,6 +185,15 @@ def train(
         os.makedirs(out_dir, exist_ok=True)
     except OSError as e:
         raise UserError(f"--out: cannot create the directory {out_dir!r} ({e.strerror or e})") from None
+    lock = _RunLock(out_dir).acquire()
+    try:
+        return _train_locked(cfg, out_dir, resume, log, show_progress, data, on_epoch, plots)
+    finally:
+        lock.release()
+
+
+def _train_locked(cfg: TrainConfig, out_dir: str, resume: bool, log: Callable[[str], None], show_progress: bool,
+                  data: Optional[Splits], on_epoch: Optional[Callable[[Dict], None]], plots: bool) -> Dict:
     ckpt_path = os.path.join(out_dir, CHECKPOINT)
     state = None
     if resume:
@@ -392,26 +401,70 @@ def _checkpoint(cfg: TrainConfig, model, opt, history: List[Dict], device, wall:
 
 
 class _Interrupt:
-    """Ctrl-C (SIGINT) asks training to stop at the next batch boundary (a step is never cut in
-    half); a second Ctrl-C stops at once. Only in the main thread (signals are delivered there)."""
+    """Ctrl-C (SIGINT) or SIGTERM (``kill``, a batch scheduler's stop, the sweep runner passing on
+    its own stop) asks training to stop at the next batch boundary (a step is never cut in half);
+    a second Ctrl-C stops at once. Only in the main thread (signals are delivered there)."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self):
         self.requested = False
-        self._old = None
+        self._old: Dict[int, object] = {}
 
     def _handle(self, signum, frame):
-        if self.requested:  # second Ctrl-C: the default behaviour
+        if self.requested and signum == signal.SIGINT:  # second Ctrl-C: the default behaviour
             raise KeyboardInterrupt
         self.requested = True
 
     def install(self):
         if threading.current_thread() is threading.main_thread():
-            self._old = signal.signal(signal.SIGINT, self._handle)
+            for sig in self.SIGNALS:
+                self._old[sig] = signal.signal(sig, self._handle)
 
     def restore(self):
-        if self._old is not None:
-            signal.signal(signal.SIGINT, self._old)
-            self._old = None
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        self._old = {}
+
+
+LOCK = ".lock"
+
+
+class _RunLock:
+    """An exclusive lock on a run directory for as long as a training writes into it (``flock`` on
+    DIR/.lock, released by the system when the process ends, however it ends): a second training
+    into the same directory (a sweep started twice, a stray process) stops at once with a UserError
+    instead of two writers interleaving one checkpoint."""
+
+    def __init__(self, out_dir: str):
+        self.path = os.path.join(out_dir, LOCK)
+        self._fh = None
+
+    def acquire(self) -> "_RunLock":
+        try:
+            import fcntl
+        except ImportError:  # no flock (Windows): no guard
+            return self
+        fh = open(self.path, "a+")
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            fh.seek(0)
+            holder = fh.read().strip() or "unknown"
+            fh.close()
+            raise UserError(f"--out: {os.path.dirname(self.path)!r} is being trained into by another process "
+                            f"(pid {holder}); wait for it to finish or stop it, then run again") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(str(os.getpid()))
+        fh.flush()
+        self._fh = fh
+        return self
+
+    def release(self) -> None:
+        if self._fh is not None:
+            self._fh.close()  # closing the descriptor releases the flock
+            self._fh = None
 
 
 def _results(cfg: TrainConfig, history: List[Dict], wall: float, model) -> Dict:
