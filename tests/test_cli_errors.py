@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import infomorph
+from signals import run_and_signal
 
 PKG_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(infomorph.__file__)))
 TINY = ["--dataset", "synthetic", "--hidden", "8", "--batch-size", "64", "--limit-train", "160", "--limit-test", "100",
@@ -118,19 +119,14 @@ def test_ctrl_c_mid_epoch_checkpoints_and_resumes_exactly(tmp_path, sig):
     args = ["train", "--dataset", "synthetic", "--hidden", "16", "--batch-size", "16", "--limit-train", "1500",
             "--limit-test", "100", "--epochs", "3", "--seed", "5", "--no-progress", "--threads", "1"]
     cut, whole = tmp_path / "cut", tmp_path / "whole"
-    proc = subprocess.Popen([sys.executable, "-m", "infomorph", *args, "--out", str(cut)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=_env())
-    try:
-        for line in proc.stdout:  # wait for the end of epoch 1, then interrupt epoch 2
+    def after_epoch_1(proc):  # wait for the end of epoch 1, then interrupt epoch 2
+        for line in proc.stdout:
             if line.startswith("epoch 1/3"):
-                proc.send_signal(sig)
-                break
-        out, err = proc.communicate(timeout=300)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+                return
+
+    rc, _, err = run_and_signal([*args, "--out", str(cut)], _env(), sig, after_epoch_1)
     lines = [l for l in err.splitlines() if l.strip()]
-    assert proc.returncode == 130, err
+    assert rc == 130, err
     assert "Traceback" not in err and len(lines) == 1 and "--resume" in lines[0] and "epoch 2" in lines[0], err
     state = torch.load(cut / "checkpoint.pt", weights_only=False)
     assert len(state["history"]) == 1 and state["partial"]["epoch"] == 2

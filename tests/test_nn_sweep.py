@@ -10,6 +10,7 @@ import pytest
 import infomorph
 from infomorph.errors import UserError
 from infomorph.sweep import parse_seeds, strip_own_options, summarize
+from signals import run_and_signal
 
 PKG_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(infomorph.__file__)))
 TINY = ["--dataset", "synthetic", "--hidden", "6", "--batch-size", "64", "--limit-train", "200", "--limit-test", "60"]
@@ -161,21 +162,18 @@ def test_sigterm_stops_the_sweep_and_its_running_training(tmp_path):
     args = ["train", "--dataset", "synthetic", "--hidden", "16", "--batch-size", "16", "--limit-train", "1500",
             "--limit-test", "100", "--epochs", "3", "--seeds", "0-1", "--jobs", "1", "--threads", "1",
             "--out", str(out)]
-    proc = subprocess.Popen([sys.executable, "-m", "infomorph", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=_env())
-    try:
-        _wait_for(out / "seed-0" / "results.json", proc)  # seed 0 has finished epoch 1
-        child = int((out / "seed-0" / ".lock").read_text())
-        proc.send_signal(signal.SIGTERM)
-        stdout, stderr = proc.communicate(timeout=300)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    child = []
+
+    def after_epoch_1(proc):  # seed 0 has finished epoch 1
+        _wait_for(out / "seed-0" / "results.json", proc)
+        child.append(int((out / "seed-0" / ".lock").read_text()))
+
+    rc, stdout, stderr = run_and_signal(args, _env(), signal.SIGTERM, after_epoch_1)
     lines = [l for l in stderr.splitlines() if l.strip()]
-    assert proc.returncode == 130, stderr
+    assert rc == 130, stderr
     assert "Traceback" not in stderr and len(lines) == 1 and "resume" in lines[0], stderr
     with pytest.raises(ProcessLookupError):  # the training stopped with the sweep (and was reaped)
-        os.kill(child, 0)
+        os.kill(child[0], 0)
     assert not (out / "seed-1").exists() and "seed 1" not in stdout  # nothing new started
     assert "seed 0: stopped" in stdout
     res = cli(*args)
