@@ -257,10 +257,13 @@ def test_thread_setting():
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("nbins, ranges", [((20, 20, 20), (-2.0, 2.0)), ((60, 7), (-2.0, 2.0)),
-                                           ((70, 3), (-2.0, 2.0)), ((20, 20), "adaptive")])
+                                           ((70, 3), (-2.0, 2.0)), ((20, 20), "adaptive"),
+                                           ((30, 31), (-2.0, 2.0)), ((1, 8, 9), (-2.0, 2.0))])
 def test_binning_at_edges_and_their_neighbours(dtype, nbins, ranges):
     """Values exactly on the edges, one ulp either side, outside the range, +-inf: the vector
-    binning (AVX2 flavour, K <= 62) and the scalar one (larger K) must both follow the contract."""
+    binning (AVX2 flavour, K <= 62; float32 with K <= 30 looks the edges up in registers, across
+    the 8-lane register boundaries at K = 8, 9) and the scalar one (larger K) must both follow
+    the contract."""
     args = _inputs(203, 5, nbins, ranges=ranges, dtype=dtype, seed=21, on_edges=False)
     x = args[0]
     g = torch.Generator().manual_seed(22)

@@ -417,6 +417,7 @@ struct Workspace {
 // pad = {-inf, edges[0..K], +inf}. Lanes that fail (a wrong guess, NaN, -inf) are redone by
 // bin_index itself, so the vector path returns bin_index's answer for every value.
 constexpr int kVecBinMaxK = 62;  // the padded edge table lives on the stack
+constexpr int kRegBinMaxK = 30;  // float32: the padded edge table fits in 4 + 4 registers
 
 __attribute__((target("avx2,fma"))) inline float absmax_avx2(const float* xs, int64_t row, int64_t B) {
     const __m256i off = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(int(row)));
@@ -497,6 +498,18 @@ __attribute__((target("avx2,fma"))) inline void bin_source_avx2(const float* xs,
     const int64_t n8 = K <= kVecBinMaxK ? (B & ~int64_t(7)) : 0;
     float pad[kVecBinMaxK + 3];
     if (n8 > 0) pad_edges<float>(pad, edges, K);
+    // up to 30 bins (K + 3 <= 33 padded edges, indices idx <= K + 1 < 32) the table fits in four
+    // registers for the lower edges pad[idx] and four for the upper ones pad[idx + 1]
+    const bool in_regs = n8 > 0 && K <= kRegBinMaxK;
+    __m256 lo_t[4], hi_t[4];
+    if (in_regs) {
+        alignas(32) float t[33];
+        for (int k = 0; k < 33; ++k) t[k] = k < K + 3 ? pad[k] : INFINITY;
+        for (int r = 0; r < 4; ++r) {
+            lo_t[r] = _mm256_load_ps(t + 8 * r);
+            hi_t[r] = _mm256_loadu_ps(t + 8 * r + 1);
+        }
+    }
     const __m256i off = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(int(row)));
     const __m256 vlo = _mm256_set1_ps(lo), vhi = _mm256_set1_ps(hi), vsc = _mm256_set1_ps(scale);
     const __m256 ve0 = _mm256_set1_ps(float(e0)), viw = _mm256_set1_ps(float(inv_width));
@@ -517,8 +530,22 @@ __attribute__((target("avx2,fma"))) inline void bin_source_avx2(const float* xs,
         __m256i idx = _mm256_add_epi32(_mm256_cvttps_epi32(t), one);
         idx = _mm256_blendv_epi8(kp1, idx, _mm256_castps_si256(_mm256_cmp_ps(t, vK, _CMP_LT_OQ)));
         idx = _mm256_and_si256(idx, _mm256_castps_si256(_mm256_cmp_ps(t, vzero, _CMP_GE_OQ)));
-        const __m256 elo = _mm256_i32gather_ps(pad, idx, 4);
-        const __m256 ehi = _mm256_i32gather_ps(pad + 1, idx, 4);
+        __m256 elo, ehi;
+        if (in_regs) {  // the table in registers: permutes and blends instead of two gathers
+            const __m256 s3 = _mm256_castsi256_ps(_mm256_slli_epi32(idx, 28));  // bit 3 of idx -> sign
+            const __m256 s4 = _mm256_castsi256_ps(_mm256_slli_epi32(idx, 27));  // bit 4 of idx -> sign
+            elo = _mm256_blendv_ps(
+                _mm256_blendv_ps(_mm256_permutevar8x32_ps(lo_t[0], idx), _mm256_permutevar8x32_ps(lo_t[1], idx), s3),
+                _mm256_blendv_ps(_mm256_permutevar8x32_ps(lo_t[2], idx), _mm256_permutevar8x32_ps(lo_t[3], idx), s3),
+                s4);
+            ehi = _mm256_blendv_ps(
+                _mm256_blendv_ps(_mm256_permutevar8x32_ps(hi_t[0], idx), _mm256_permutevar8x32_ps(hi_t[1], idx), s3),
+                _mm256_blendv_ps(_mm256_permutevar8x32_ps(hi_t[2], idx), _mm256_permutevar8x32_ps(hi_t[3], idx), s3),
+                s4);
+        } else {
+            elo = _mm256_i32gather_ps(pad, idx, 4);
+            ehi = _mm256_i32gather_ps(pad + 1, idx, 4);
+        }
         const __m256 ok = _mm256_andnot_ps(_mm256_cmp_ps(ehi, v, _CMP_LT_OQ), _mm256_cmp_ps(elo, v, _CMP_LT_OQ));
         __m256i b = _mm256_min_epi32(_mm256_max_epi32(_mm256_sub_epi32(idx, one), izero), km1);
         _mm256_storeu_si256(reinterpret_cast<__m256i*>(bins + i), b);
