@@ -5,8 +5,8 @@ and the raw engine call (cpu_backend._run_layer with the same arguments), with a
 
 The suite's inputs (bench/test_kernels.make_layer): bivariate adaptive 10 neurons, trivariate 100 neurons.
 """
-import statistics, sys, time, torch
-sys.path.insert(0, __import__("os").path.dirname(__import__("os").path.abspath(__file__)))
+import inspect, os, statistics, sys, time, torch
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import infomorph_kernels as ik
 from infomorph_kernels import cpu_backend
 from test_kernels import Case, make_layer
@@ -32,8 +32,9 @@ for N, n, K, ad, reps in [(10, 2, 20, True, 2000), (100, 3, 20, False, 200)]:
     a = captured["a"]
     def raw():
         orig(*a)
+    need_grad = list(inspect.signature(orig).parameters).index("need_grad")
     def raw_nograd():
-        b = list(a); b[11] = False; orig(*b)
+        b = list(a); b[need_grad] = False; orig(*b)
     for name, fn in [("full fwd+bwd", full), ("no-grad call", fwd_only), ("raw engine, grad", raw), ("raw engine, no grad", raw_nograd)]:
         for _ in range(20): fn()
         ts = []

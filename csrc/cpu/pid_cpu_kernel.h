@@ -455,6 +455,16 @@ __attribute__((target("avx2,fma"))) inline double absmax_avx2(const double* xs, 
     return s;
 }
 
+// t[idx] for 8 indices in [0, 32) from a 32-entry table held in four registers: vpermps picks by
+// bits 0-2 in each register, blends by bits 3 and 4 (shifted into the sign bit) pick the register.
+__attribute__((target("avx2,fma"))) inline __m256 lookup32_avx2(const __m256* t, __m256i idx) {
+    const __m256 s3 = _mm256_castsi256_ps(_mm256_slli_epi32(idx, 28));
+    const __m256 s4 = _mm256_castsi256_ps(_mm256_slli_epi32(idx, 27));
+    return _mm256_blendv_ps(
+        _mm256_blendv_ps(_mm256_permutevar8x32_ps(t[0], idx), _mm256_permutevar8x32_ps(t[1], idx), s3),
+        _mm256_blendv_ps(_mm256_permutevar8x32_ps(t[2], idx), _mm256_permutevar8x32_ps(t[3], idx), s3), s4);
+}
+
 // The scalar parts shared by both dtypes of bin_source_avx2: the padded edge table, the redo of
 // lanes whose guess failed, the samples past the last full vector.
 template <typename T>
@@ -503,11 +513,10 @@ __attribute__((target("avx2,fma"))) inline void bin_source_avx2(const float* xs,
     const bool in_regs = n8 > 0 && K <= kRegBinMaxK;
     __m256 lo_t[4], hi_t[4];
     if (in_regs) {
-        alignas(32) float t[33];
-        for (int k = 0; k < 33; ++k) t[k] = k < K + 3 ? pad[k] : INFINITY;
+        for (int k = K + 3; k < 33; ++k) pad[k] = INFINITY;  // never an index; fills the registers
         for (int r = 0; r < 4; ++r) {
-            lo_t[r] = _mm256_load_ps(t + 8 * r);
-            hi_t[r] = _mm256_loadu_ps(t + 8 * r + 1);
+            lo_t[r] = _mm256_loadu_ps(pad + 8 * r);
+            hi_t[r] = _mm256_loadu_ps(pad + 8 * r + 1);
         }
     }
     const __m256i off = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(int(row)));
@@ -532,16 +541,8 @@ __attribute__((target("avx2,fma"))) inline void bin_source_avx2(const float* xs,
         idx = _mm256_and_si256(idx, _mm256_castps_si256(_mm256_cmp_ps(t, vzero, _CMP_GE_OQ)));
         __m256 elo, ehi;
         if (in_regs) {  // the table in registers: permutes and blends instead of two gathers
-            const __m256 s3 = _mm256_castsi256_ps(_mm256_slli_epi32(idx, 28));  // bit 3 of idx -> sign
-            const __m256 s4 = _mm256_castsi256_ps(_mm256_slli_epi32(idx, 27));  // bit 4 of idx -> sign
-            elo = _mm256_blendv_ps(
-                _mm256_blendv_ps(_mm256_permutevar8x32_ps(lo_t[0], idx), _mm256_permutevar8x32_ps(lo_t[1], idx), s3),
-                _mm256_blendv_ps(_mm256_permutevar8x32_ps(lo_t[2], idx), _mm256_permutevar8x32_ps(lo_t[3], idx), s3),
-                s4);
-            ehi = _mm256_blendv_ps(
-                _mm256_blendv_ps(_mm256_permutevar8x32_ps(hi_t[0], idx), _mm256_permutevar8x32_ps(hi_t[1], idx), s3),
-                _mm256_blendv_ps(_mm256_permutevar8x32_ps(hi_t[2], idx), _mm256_permutevar8x32_ps(hi_t[3], idx), s3),
-                s4);
+            elo = lookup32_avx2(lo_t, idx);
+            ehi = lookup32_avx2(hi_t, idx);
         } else {
             elo = _mm256_i32gather_ps(pad, idx, 4);
             ehi = _mm256_i32gather_ps(pad + 1, idx, 4);
