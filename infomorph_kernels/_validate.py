@@ -1,11 +1,28 @@
 """Argument checks shared by every backend: each error names the argument and the expectation."""
 from __future__ import annotations
 
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 
 FLOAT_DTYPES = (torch.float32, torch.float64)
+
+
+def broadcast_shape(*shapes) -> Optional[Tuple[int, ...]]:
+    """The shape ``shapes`` broadcast to, or None where they do not. (torch.broadcast_shapes does
+    the same but imports sympy on its first call: 0.3 s of a training run's start.)"""
+    ndim = max(len(s) for s in shapes)
+    out = []
+    for i in range(ndim):
+        size = 1
+        for s in shapes:
+            d = s[i - ndim + len(s)] if i >= ndim - len(s) else 1
+            if d != 1:
+                if size not in (1, d):
+                    return None
+                size = d
+        out.append(size)
+    return tuple(out)
 
 
 def _describe(t: torch.Tensor) -> str:

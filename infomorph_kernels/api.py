@@ -525,11 +525,10 @@ def trivariate_activation(f: torch.Tensor, c: torch.Tensor, l: torch.Tensor, a1:
             raise TypeError(f"trivariate_activation: {name} must be a finite number, got {v!r}")
         params.append(float(v))
     params = tuple(params)
-    try:
-        shape = torch.broadcast_shapes(f.shape, c.shape, l.shape)
-    except RuntimeError:
+    shape = _validate.broadcast_shape(f.shape, c.shape, l.shape)
+    if shape is None:
         raise ValueError(f"trivariate_activation: f, c and l must broadcast to one shape, got {tuple(f.shape)}, "
-                         f"{tuple(c.shape)} and {tuple(l.shape)}") from None
+                         f"{tuple(c.shape)} and {tuple(l.shape)}")
     if all(t.device.type == "cpu" and t.dtype == torch.float32 for t in (f, c, l)):
         from . import cpu_backend
 
