@@ -148,3 +148,29 @@ def test_unwritable_cache_is_skipped(tmp_path, monkeypatch):
     src = tmp_path / "mnist.pkl.gz"
     _mnist_pickle(src)
     assert D.load_mnist_raw(str(src))[0].shape == (40, 784)
+
+
+def test_cached_stats_are_numpys_and_old_caches_are_renewed(tmp_path, monkeypatch):
+    """The mean and std load_dataset standardizes with come from the cache (no pass over the
+    images) and are numpy's float32 reductions of the decoded images, bit for bit; a cache written
+    before the stats were stored is decoded once more and rewritten with them."""
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("INFOMORPH_CACHE_DIR", str(cache))
+    src = tmp_path / "mnist.pkl.gz"
+    _mnist_pickle(src)
+    stats: list = []
+    x = D.load_mnist_raw(str(src), stats)[0]
+    assert stats == [(float(x.mean()), float(x.std()))]
+    (f,) = cache.glob("mnist-*.npz")
+    with np.load(f) as z:  # an older cache: the same arrays without the stats
+        old = {k: z[k] for k in ("k_train", "y_train", "k_test", "y_test")}
+    np.savez(f, **old)
+    calls = []
+    real = D._decode_mnist
+    monkeypatch.setattr(D, "_decode_mnist", lambda p: calls.append(p) or real(p))
+    again: list = []
+    assert np.array_equal(D.load_mnist_raw(str(src), again)[0], x) and again == stats and len(calls) == 1
+    monkeypatch.setattr(D, "_train_stats", lambda a: (_ for _ in ()).throw(AssertionError("computed again")))
+    third: list = []
+    D.load_mnist_raw(str(src), third)  # from the rewritten cache, stats included
+    assert third == stats and len(calls) == 1
