@@ -114,17 +114,20 @@ def test_search_writes_files_and_best_goal_trains(tmp_path):
 
 def test_killed_search_resumes_and_retries_the_killed_trial(tmp_path):
     out = tmp_path / "s"
-    args = ["search", *TINY, "--epochs", "60", "--trials", "2", "--heartbeat", "1", "--prune", "none", "--out", str(out)]
+    # 300 epochs of the tiny model: a few seconds per trial, so the worker dies inside its first
+    # trial (60 epochs took under the 1.5 s _wait_for_running waits once start-up got faster)
+    args = ["search", *TINY, "--epochs", "300", "--trials", "2", "--heartbeat", "1", "--prune", "none", "--out", str(out)]
     storage = f"sqlite:///{out / 'study.db'}"
     with open(tmp_path / "first.log", "w") as log:
         p = _popen(*args, log=log)
         try:
-            running = _wait_for_running(storage)
+            _wait_for_running(storage)
         finally:
             p.send_signal(signal.SIGKILL)
             p.wait()
-    killed = running[0]
-    assert killed.state.name == "RUNNING"  # as the dead worker left it
+    left = [t for t in _trials(storage) if t.state.name == "RUNNING"]  # as the dead worker left it
+    assert len(left) == 1
+    killed = left[0]
     r = _cli(*args)
     assert r.returncode == 0, r.stderr + (tmp_path / "first.log").read_text()
     trials = _trials(storage)
@@ -292,21 +295,24 @@ def test_postgres_two_workers_complete_exactly_the_trials(tmp_path, postgres):
 
 def test_postgres_worker_killed_mid_trial_study_still_completes(tmp_path, postgres):
     # two workers started independently (as on two machines) on one study; one is killed mid-trial
-    args = ["search", *TINY, "--epochs", "60", "--trials", "3", "--heartbeat", "1", "--prune", "none",
+    # (300 epochs: a few seconds per trial, so the worker dies inside its first trial)
+    args = ["search", *TINY, "--epochs", "300", "--trials", "3", "--heartbeat", "1", "--prune", "none",
             "--storage", postgres, "--study", "kill"]
     with open(tmp_path / "a.log", "w") as la, open(tmp_path / "b.log", "w") as lb:
         a = _popen(*args, "--out", str(tmp_path / "a"), log=la)
         try:
-            running = _wait_for_running(postgres, study="kill")
+            _wait_for_running(postgres, study="kill")
         finally:
             a.send_signal(signal.SIGKILL)
             a.wait()
+        left = [t for t in _trials(postgres, "kill") if t.state.name == "RUNNING"]  # as the dead worker left it
+        assert len(left) == 1
         b = _popen(*args, "--out", str(tmp_path / "b"), log=lb)
         assert b.wait(timeout=600) == 0, (tmp_path / "b.log").read_text()
     trials = _trials(postgres, "kill")
     states = [t.state.name for t in trials]
     assert states.count("COMPLETE") == 3 and states.count("FAIL") == 1, states
-    killed = running[0].number
+    killed = left[0].number
     assert trials[killed].state.name == "FAIL"
     retry = [t for t in trials if t.system_attrs.get("failed_trial") == killed]
     assert len(retry) == 1 and retry[0].state.name == "COMPLETE" and retry[0].params == trials[killed].params
