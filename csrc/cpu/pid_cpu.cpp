@@ -122,22 +122,23 @@ int run_layer(const LayerPlan& plan, const LayerPointers& ptr, int num_threads) 
             T* xb = reinterpret_cast<T*>(ws->xbuf.data());
             T* tb = reinterpret_cast<T*>(ws->tbuf.data());
             T* db = dtheta ? reinterpret_cast<T*>(ws->dbuf.data()) : nullptr;
+            const int64_t bs = Workspace::row_stride(plan);  // B + a cache line: no L1 set conflicts
             for (int64_t i = 0; i < B; ++i) {  // one pass over the block's rows
                 const T* xr = x + (i * N + j0) * n;
                 const T* tr = theta + i * N + j0;
                 for (int64_t q = 0; q < m; ++q) {
-                    for (int64_t jj = 0; jj < n; ++jj) xb[(q * n + jj) * B + i] = xr[q * n + jj];
-                    tb[q * B + i] = tr[q];
+                    for (int64_t jj = 0; jj < n; ++jj) xb[(q * n + jj) * bs + i] = xr[q * n + jj];
+                    tb[q * bs + i] = tr[q];
                 }
             }
             for (int64_t q = 0; q < m; ++q) {
-                const NeuronIO<T> io{xb + q * n * B, 1, B, tb + q * B, 1, db ? db + q * B : nullptr, 1};
+                const NeuronIO<T> io{xb + q * n * bs, 1, bs, tb + q * bs, 1, db ? db + q * bs : nullptr, 1};
                 neuron_fn(plan, *ws, j0 + q, io, edges, lo, hi, red, h_y, goal, st, lout);
             }
             if (db)
                 for (int64_t i = 0; i < B; ++i) {
                     T* dr = dtheta + i * N + j0;
-                    for (int64_t q = 0; q < m; ++q) dr[q] = db[q * B + i];
+                    for (int64_t q = 0; q < m; ++q) dr[q] = db[q * bs + i];
                 }
         }
         status.fetch_or(st);

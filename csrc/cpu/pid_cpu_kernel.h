@@ -338,12 +338,12 @@ struct Workspace {
     std::vector<CellTable> tab;        // [S + 1], tab[s] for subset mask s (tab[S] = joint cells)
     std::vector<int32_t> sample_uid;   // [B] joint-cell slot of each sample
     std::vector<int32_t> ubins;        // [B * n] bins of each occupied joint cell
-    std::vector<int32_t> slots;        // [S][B] slot of each occupied joint cell in each table
+    std::vector<int32_t> slots;        // [S][row_stride] slot of each occupied joint cell in each table
     std::vector<uint32_t> cells;       // [B] joint cell of each sample, then a subset table's keys
     std::vector<int32_t> first;        // [B + 1] first sample of each occupied joint cell
-    std::vector<int32_t> tfirst;       // [S][B] a joint cell of each slot of each subset table
-    std::vector<int32_t> pmap;         // [2][B] parent-slot -> slot map, and the creating parent slots
-    std::vector<int32_t> sbins;        // [n][B] bin of each sample per source
+    std::vector<int32_t> tfirst;       // [S][row_stride] a joint cell of each slot of each subset table
+    std::vector<int32_t> pmap;         // [2][row_stride] parent-slot -> slot map, and the creating parent slots
+    std::vector<int32_t> sbins;        // [n][row_stride] bin of each sample per source
     // a block of up to kBlock neurons transposed: x [neuron][source][B], theta and dtheta [neuron][B]
     std::vector<double> xbuf, tbuf, dbuf;
     static constexpr int kBlock = 16;
@@ -351,6 +351,13 @@ struct Workspace {
     // one pass over the layer's rows serves kBlock neurons (x rows are N n values apart, so a
     // neuron's own samples lie on B different pages), and the neuron reads its data at unit stride.
     static bool blocked(const LayerPlan& p) { return p.N > 1 && p.B * p.n <= 16384; }
+    // Row stride, in elements, of the buffers holding one row of B per neuron, source or subset
+    // (the transposed blocks; slots, tfirst, pmap, sbins): B plus one cache line (16 elements).
+    // With the plain B (1024 samples: 4 KB of float or int32) every row starts at the same L1 set,
+    // and the transposing loop, which stores one element into each of a block's m (n + 1) rows per
+    // sample, missed L1 on nearly every store: it took longer than the neurons' own work for a
+    // small layer (bench/RESULTS.md, issue 14 third round).
+    static int64_t row_stride(const LayerPlan& p) { return p.B + 16; }
     std::vector<double> wl;            // [2 * B] sum_a w_a l_a(y) per occupied joint cell
     std::vector<double> lcell;         // [B][2][3A + 1] local atoms per occupied joint cell (local)
     std::vector<double> lpart;         // [2A] i+ and i- of one cell and output
@@ -380,17 +387,19 @@ struct Workspace {
         for (int s = 1; s <= p.S; ++s) tab[s].init(p.layout.cells[s], p.B);
         sample_uid.resize(size_t(p.B));
         ubins.resize(size_t(p.B) * p.n);
-        slots.resize(size_t(p.B) * p.S);
+        const int64_t rb = row_stride(p);
+        slots.resize(size_t(rb) * p.S);
         cells.resize(size_t(p.B));
         first.resize(size_t(p.B) + 1);
-        tfirst.resize(size_t(p.B) * p.S + 1);
-        pmap.resize(size_t(2) * p.B + 1);
+        tfirst.resize(size_t(rb) * p.S + 1);
+        pmap.resize(size_t(2) * rb + 1);
         if (blocked(p)) {  // double storage, also used for float data
-            xbuf.resize(size_t(kBlock) * p.B * p.n);
-            tbuf.resize(size_t(kBlock) * p.B);
-            if (p.need_grad) dbuf.resize(size_t(kBlock) * p.B);
+            const int64_t bs = row_stride(p);
+            xbuf.resize(size_t(kBlock) * bs * p.n);
+            tbuf.resize(size_t(kBlock) * bs);
+            if (p.need_grad) dbuf.resize(size_t(kBlock) * bs);
         }
-        sbins.resize(size_t(p.B) * p.n);
+        sbins.resize(size_t(rb) * p.n);
         if (p.need_grad) wl.resize(size_t(2 * p.B));
         if (p.local) {
             lcell.resize(size_t(p.B) * 2 * (3 * p.A + 1));
@@ -650,6 +659,7 @@ INFOMORPH_INLINE void pid_neuron_body(const LayerPlan& p, Workspace& ws, int64_t
     constexpr int S = (1 << NSRC) - 1;
     constexpr int L = kLanes;
     const int64_t B = p.B;
+    const int64_t RB = Workspace::row_stride(p);  // row stride of the [rows][B] buffers (no L1 set conflicts)
     const int A = p.A;
     const uint32_t* __restrict stride = p.layout.stride.data();
 
@@ -703,7 +713,7 @@ INFOMORPH_INLINE void pid_neuron_body(const LayerPlan& p, Workspace& ws, int64_t
             for (int j = 0; j < NSRC; ++j) {
                 const T sc = p.adaptive && scale[j] > T(0) ? scale[j] : T(0);
                 bin_source_avx2(xn + j * xj, row, B, edges + j * p.edge_stride, K[j], lo[j], hi[j], sc, e0[j],
-                                inv_width[j], jstride[j], j == 0, sbins + j * B, cells, bad_x);
+                                inv_width[j], jstride[j], j == 0, sbins + j * RB, cells, bad_x);
             }
             done = true;
         }
@@ -718,7 +728,7 @@ INFOMORPH_INLINE void pid_neuron_body(const LayerPlan& p, Workspace& ws, int64_t
                 bad_x |= !std::isfinite(v);
                 if (p.adaptive && scale[j] > T(0)) v = v / scale[j];  // one IEEE division in dtype T
                 const int b = bin_index<T>(v, edges + j * p.edge_stride, K[j], lo[j], hi[j], e0[j], inv_width[j]);
-                sbins[j * B + i] = b;
+                sbins[j * RB + i] = b;
                 cell += uint32_t(b) * jstride[j];
             }
             cells[i] = cell;
@@ -748,7 +758,7 @@ INFOMORPH_INLINE void pid_neuron_body(const LayerPlan& p, Workspace& ws, int64_t
             c.cnt += 1.0;
         }
         for (int32_t u = 0; u < U; ++u) {
-            for (int j = 0; j < NSRC; ++j) ubins[u * NSRC + j] = sbins[j * B + first[u]];
+            for (int j = 0; j < NSRC; ++j) ubins[u * NSRC + j] = sbins[j * RB + first[u]];
             P0 += jacc[u].m0;  // summed over the cells: the same sums, another rounding order
             P1 += jacc[u].m1;
         }
@@ -757,7 +767,7 @@ INFOMORPH_INLINE void pid_neuron_body(const LayerPlan& p, Workspace& ws, int64_t
     if (p.check_values) status |= (bad_x ? kBadSources : 0) | (bad_t ? kBadTheta : 0);
 
     // ---- 2. fold the occupied joint cells into the proper-subset tables ----
-    // slots[s * B + u]: slot of joint cell u in the table of subset mask s + 1 (s = S - 1: u itself)
+    // slots[s * RB + u]: slot of joint cell u in the table of subset mask s + 1 (s = S - 1: u itself)
     int32_t* __restrict slots = ws.slots.data();
     CellAcc* accp[S];
     for (int s = 0; s < S; ++s) accp[s] = ws.tab[s + 1].acc();
@@ -770,8 +780,8 @@ INFOMORPH_INLINE void pid_neuron_body(const LayerPlan& p, Workspace& ws, int64_t
         for (int s = 1; s < S; ++s) {
             if (__builtin_popcount(unsigned(s)) != size) continue;
             uint32_t* __restrict keys = cells;  // the samples' joint cells are no longer needed
-            int32_t* __restrict sl = slots + (s - 1) * B;
-            int32_t* __restrict first_s = tfirst + (s - 1) * B;
+            int32_t* __restrict sl = slots + (s - 1) * RB;
+            int32_t* __restrict first_s = tfirst + (s - 1) * RB;
             CellAcc* __restrict acc = accp[s - 1];
             if (size == NSRC - 1) {
                 for (int32_t u = 0; u < U; ++u) {
@@ -793,14 +803,14 @@ INFOMORPH_INLINE void pid_neuron_body(const LayerPlan& p, Workspace& ws, int64_t
                 while (s & (1 << low)) ++low;
                 const int par = s | (1 << low);
                 const int32_t np = ws.tab[par].used();
-                const int32_t* __restrict first_p = tfirst + (par - 1) * B;
+                const int32_t* __restrict first_p = tfirst + (par - 1) * RB;
                 for (int32_t v = 0; v < np; ++v) {
                     const int32_t* bu = ubins + first_p[v] * NSRC;
                     uint32_t cell = 0;
                     for (int j = 0; j < NSRC; ++j) cell += uint32_t(bu[j]) * stride[s * NSRC + j];
                     keys[v] = cell;
                 }
-                int32_t* __restrict made = pmap + B;  // parent slot that created each slot of s
+                int32_t* __restrict made = pmap + RB;  // parent slot that created each slot of s
                 ws.tab[s].slots_of(keys, np, pmap, made);
                 const int32_t ns = ws.tab[s].used();
                 for (int32_t w = 0; w < ns; ++w) first_s[w] = first_p[made[w]];
@@ -811,12 +821,12 @@ INFOMORPH_INLINE void pid_neuron_body(const LayerPlan& p, Workspace& ws, int64_t
                     c.m1 += pacc[v].m1;
                     c.cnt += pacc[v].cnt;
                 }
-                const int32_t* __restrict slp = slots + (par - 1) * B;
+                const int32_t* __restrict slp = slots + (par - 1) * RB;
                 for (int32_t u = 0; u < U; ++u) sl[u] = pmap[slp[u]];
             }
         }
     }
-    for (int32_t u = 0; u < U; ++u) slots[(S - 1) * B + u] = u;
+    for (int32_t u = 0; u < U; ++u) slots[(S - 1) * RB + u] = u;
     INFOMORPH_PHASE(1)
 
     // ---- 3. kLanes occupied joint cells at a time: N, D, logs, redundancies, T scatter ----
@@ -906,7 +916,7 @@ INFOMORPH_INLINE void pid_neuron_body(const LayerPlan& p, Workspace& ws, int64_t
             const int32_t uu = u0 + l;
             const int h = l / kVec, e = l % kVec;
             for (int s = 0; s < S; ++s) {
-                const CellAcc& c = accp[s][slots[s * B + uu]];
+                const CellAcc& c = accp[s][slots[s * RB + uu]];
                 gm0[s * V + h][e] = c.m0;
                 gm1[s * V + h][e] = c.m1;
                 gci[s][l] = int32_t(c.cnt);
@@ -1074,7 +1084,7 @@ INFOMORPH_INLINE void pid_neuron_body(const LayerPlan& p, Workspace& ws, int64_t
                 }
             }
             if (col_ptr[s] == col_ptr[s + 1]) continue;
-            const int32_t* __restrict sl = slots + s * B + u0;
+            const int32_t* __restrict sl = slots + s * RB + u0;
             CellAcc* __restrict as = accp[s];
             for (int l = 0; l < nl; ++l) {
                 CellAcc& c = as[sl[l]];
@@ -1112,7 +1122,7 @@ INFOMORPH_INLINE void pid_neuron_body(const LayerPlan& p, Workspace& ws, int64_t
         for (int32_t u = 0; u < U; ++u) {
             double G0 = 0.0, G1 = 0.0;
             for (int s = 0; s < S; ++s) {
-                const CellAcc& c = accp[s][slots[s * B + u]];
+                const CellAcc& c = accp[s][slots[s * RB + u]];
                 G0 += c.t0;
                 G1 += c.t1;
             }
