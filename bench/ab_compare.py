@@ -83,7 +83,8 @@ CASES = [("bivariate adaptive, 10 neurons", LAYER, ["10", "2", "20", "float32", 
          ("Setup 1 training step, 100 hidden", STEP, ["100", "60"]),
          ("Setup 1 training step, 2000 hidden", STEP, ["2000", "6"]),
          # the whole command (start-up, data, epochs with validation and test, plots); in brackets: its median epoch
-         ("python -m infomorph train, Setup 1, 100 hidden, 10 epochs (wall)", RUN, ["10"])]  # fmt: skip
+         ("python -m infomorph train, Setup 1, 100 hidden, 10 epochs (wall)", RUN, ["10"]),
+         ("python -m infomorph train, Setup 1, 100 hidden, 40 epochs (wall)", RUN, ["40"])]  # fmt: skip
 
 
 def main() -> None:
