@@ -344,7 +344,7 @@ struct Workspace {
     std::vector<int32_t> tfirst;       // [S][row_stride] a joint cell of each slot of each subset table
     std::vector<int32_t> pmap;         // [2][row_stride] parent-slot -> slot map, and the creating parent slots
     std::vector<int32_t> sbins;        // [n][row_stride] bin of each sample per source
-    // a block of up to kBlock neurons transposed: x [neuron][source][B], theta and dtheta [neuron][B]
+    // a block of up to kBlock neurons transposed: x [neuron][source][row_stride], theta and dtheta [neuron][row_stride]
     std::vector<double> xbuf, tbuf, dbuf;
     static constexpr int kBlock = 16;
     // Transposed blocks when there is more than one neuron and the buffers stay small (<= 2 MB):
@@ -352,7 +352,7 @@ struct Workspace {
     // neuron's own samples lie on B different pages), and the neuron reads its data at unit stride.
     static bool blocked(const LayerPlan& p) { return p.N > 1 && p.B * p.n <= 16384; }
     // Row stride, in elements, of the buffers holding one row of B per neuron, source or subset
-    // (the transposed blocks; slots, tfirst, pmap, sbins): B plus one cache line (16 elements).
+    // (the transposed blocks; slots, tfirst, pmap, sbins): B + 16 elements (a cache line of float or int32).
     // With the plain B (1024 samples: 4 KB of float or int32) every row starts at the same L1 set,
     // and the transposing loop, which stores one element into each of a block's m (n + 1) rows per
     // sample, missed L1 on nearly every store: it took longer than the neurons' own work for a
