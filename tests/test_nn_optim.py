@@ -95,6 +95,9 @@ def test_unsupported_options_and_zero_grad():
     assert float(opt.state[p]["step"]) == 1.0
     with pytest.raises(ValueError, match="different number"):
         opt.load_state_dict({"state": {}, "param_groups": []})
+    other = torch.optim.Adam([torch.nn.Parameter(torch.ones(3))], amsgrad=True)
+    with pytest.raises(ValueError, match="amsgrad"):  # a step it would not take as asked
+        opt.load_state_dict(other.state_dict())
 
 
 def test_trainer_uses_it_and_falls_back():

@@ -99,6 +99,11 @@ class FusedAdam:
         if len(saved) != len(self.param_groups) or any(
                 len(s["params"]) != len(g["params"]) for s, g in zip(saved, self.param_groups)):
             raise ValueError("loaded state dict has a different number of parameter groups or parameters")
+        for s in saved:
+            fixed = {k: s[k] for k in ("amsgrad", "maximize", "capturable", "differentiable", "decoupled_weight_decay")
+                     if k in s and s[k] != _GROUP_DEFAULTS[k]}
+            if fixed:
+                raise ValueError(f"FusedAdam: the loaded state dict asks for unsupported options {sorted(fixed)}")
         by_index = {}
         for s, g in zip(saved, self.param_groups):
             for i, p in zip(s["params"], g["params"]):
