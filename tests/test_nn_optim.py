@@ -100,11 +100,13 @@ def test_unsupported_options_and_zero_grad():
         opt.load_state_dict(other.state_dict())
 
 
-def test_trainer_uses_it_and_falls_back():
+def test_trainer_uses_it_and_falls_back(monkeypatch):
     model = _model()
     assert isinstance(make_optimizer(model, TrainConfig()), FusedAdam)
     meta = torch.nn.Parameter(torch.ones(2, device="meta"))
     assert isinstance(adam([{"params": [meta]}]), torch.optim.Adam)
+    monkeypatch.setattr(torch, "__version__", "2.3.1")  # before torch's CPU fused kernel
+    assert isinstance(adam(_groups(model)), torch.optim.Adam)
 
 
 def test_training_never_imports_dynamo(tmp_path):

@@ -16,7 +16,7 @@ from typing import Any, Dict, List
 
 import torch
 
-# The keys of a param group in torch.optim.Adam's state_dict (torch 2.4 and later), with defaults.
+# The keys of a param group in torch.optim.Adam's state_dict (torch 2.14), with defaults.
 _GROUP_DEFAULTS: Dict[str, Any] = dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False,
                                        maximize=False, foreach=None, capturable=False, differentiable=False,
                                        fused=True, decoupled_weight_decay=False)
@@ -43,8 +43,12 @@ class FusedAdam:
 
     @staticmethod
     def supported(params) -> bool:
-        """Whether the fused kernel serves these parameters here."""
-        return hasattr(torch, "_fused_adam_") and all(p.device.type in ("cpu", "cuda") for p in params)
+        """Whether the fused kernel serves these parameters here (its CPU kernel came in torch 2.4)."""
+        if not hasattr(torch, "_fused_adam_"):
+            return False
+        major, minor = (int(v) for v in torch.__version__.split(".")[:2])
+        cpu_ok = (major, minor) >= (2, 4)
+        return all(p.device.type == "cuda" or (p.device.type == "cpu" and cpu_ok) for p in params)
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         for g in self.param_groups:
