@@ -121,7 +121,11 @@ class FusedAdam:
 
 
 def adam(param_groups: List[Dict[str, Any]]):
-    """The trainer's optimizer: :class:`FusedAdam` where it serves, else torch's fused Adam."""
+    """The trainer's optimizer: :class:`FusedAdam` where it serves, else torch's fused Adam, else
+    torch's default Adam (a torch whose fused kernel does not serve these parameters' device)."""
     if FusedAdam.supported([p for g in param_groups for p in g["params"]]):
         return FusedAdam(param_groups)
-    return torch.optim.Adam(param_groups, fused=True)
+    try:
+        return torch.optim.Adam(param_groups, fused=True)
+    except (RuntimeError, ValueError):
+        return torch.optim.Adam(param_groups)
