@@ -394,10 +394,9 @@ struct Workspace {
         tfirst.resize(size_t(rb) * p.S + 1);
         pmap.resize(size_t(2) * rb + 1);
         if (blocked(p)) {  // double storage, also used for float data
-            const int64_t bs = row_stride(p);
-            xbuf.resize(size_t(kBlock) * bs * p.n);
-            tbuf.resize(size_t(kBlock) * bs);
-            if (p.need_grad) dbuf.resize(size_t(kBlock) * bs);
+            xbuf.resize(size_t(kBlock) * rb * p.n);
+            tbuf.resize(size_t(kBlock) * rb);
+            if (p.need_grad) dbuf.resize(size_t(kBlock) * rb);
         }
         sbins.resize(size_t(rb) * p.n);
         if (p.need_grad) wl.resize(size_t(2 * p.B));

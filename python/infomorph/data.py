@@ -119,7 +119,7 @@ def _cached_pixels(tag: str, sources, decode, denom: float, stats: Optional[list
         except (OSError, KeyError, ValueError, EOFError):
             pass
     x_tr, y_tr, x_te, y_te = decode()
-    train_stats = _train_stats(x_tr)
+    train_stats = _train_stats(x_tr) if stats is not None or key is not None else None  # for the caller, the cache
     if stats is not None:
         stats.append(train_stats)
     if key is not None:

@@ -22,6 +22,15 @@ _GROUP_DEFAULTS: Dict[str, Any] = dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, we
                                        fused=True, decoupled_weight_decay=False)
 
 
+# options whose only supported value is torch's default
+_FIXED = ("amsgrad", "maximize", "capturable", "differentiable", "decoupled_weight_decay")
+
+
+def _off_default(group: Dict[str, Any]) -> Dict[str, Any]:
+    """The options of a param group (given or loaded) set to a value FusedAdam's step does not take."""
+    return {k: group[k] for k in _FIXED if k in group and group[k] != _GROUP_DEFAULTS[k]}
+
+
 class FusedAdam:
     """``torch.optim.Adam(param_groups, fused=True)``: the same update bit for bit (the same fused
     kernel), ``zero_grad``, ``step``, ``param_groups``, ``state``, ``state_dict`` and
@@ -32,11 +41,9 @@ class FusedAdam:
         self.param_groups: List[Dict[str, Any]] = []
         self.state: Dict[torch.Tensor, Dict[str, torch.Tensor]] = defaultdict(dict)
         for g in param_groups:
-            extra = {k: v for k, v in g.items() if k != "params" and k not in _GROUP_DEFAULTS}
-            fixed = {k: g[k] for k in ("amsgrad", "maximize", "capturable", "differentiable", "decoupled_weight_decay")
-                     if k in g and g[k] != _GROUP_DEFAULTS[k]}
-            if extra or fixed:
-                raise ValueError(f"FusedAdam: unsupported param group options {sorted({**extra, **fixed})}")
+            bad = {**{k: v for k, v in g.items() if k != "params" and k not in _GROUP_DEFAULTS}, **_off_default(g)}
+            if bad:
+                raise ValueError(f"FusedAdam: unsupported param group options {sorted(bad)}")
             group = dict(_GROUP_DEFAULTS, **{k: v for k, v in g.items() if k != "params"})
             group["params"] = list(g["params"])
             self.param_groups.append(group)
@@ -104,10 +111,9 @@ class FusedAdam:
                 len(s["params"]) != len(g["params"]) for s, g in zip(saved, self.param_groups)):
             raise ValueError("loaded state dict has a different number of parameter groups or parameters")
         for s in saved:
-            fixed = {k: s[k] for k in ("amsgrad", "maximize", "capturable", "differentiable", "decoupled_weight_decay")
-                     if k in s and s[k] != _GROUP_DEFAULTS[k]}
-            if fixed:
-                raise ValueError(f"FusedAdam: the loaded state dict asks for unsupported options {sorted(fixed)}")
+            bad = _off_default(s)
+            if bad:
+                raise ValueError(f"FusedAdam: the loaded state dict asks for unsupported options {sorted(bad)}")
         by_index = {}
         for s, g in zip(saved, self.param_groups):
             for i, p in zip(s["params"], g["params"]):
