@@ -195,6 +195,24 @@ def test_workspace_follows_the_layer_shape(sizes):
             _check(_inputs(300, N, (20, 20), seed=40 + i), num_threads=threads)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("B,N,nbins", [(1, 3, (4, 4)), (7, 5, (6,)), (13, 9, (5, 6, 7)), (67, 33, (4, 5)),
+                                       (1021, 13, (8, 8, 8)), (64, 17, (3, 3, 3, 3))])
+def test_blocked_layer_equals_each_neuron_alone(B, N, nbins, dtype):
+    """run_layer turns blocks of neurons into per-neuron rows and dtheta back (8 x 8 float / 4 x 4
+    double register tiles plus scalar tails in the AVX2 flavour): every neuron of a layer must equal,
+    bit for bit, that neuron computed alone (a one-neuron layer reads x and theta in place)."""
+    args = _inputs(B, N, nbins, dtype=dtype, seed=B + N)
+    for threads in (1, 2):
+        red, h_y, dtheta = cpu_backend.pid_kernel_cpu(*args, num_threads=threads)
+        for j in range(N):
+            one = list(args)
+            one[0], one[1] = args[0][:, j : j + 1].contiguous(), args[1][:, j : j + 1].contiguous()
+            r1, h1, d1 = cpu_backend.pid_kernel_cpu(*one, num_threads=1)
+            assert torch.equal(red[j], r1[0]) and torch.equal(h_y[j], h1[0]), (j, threads)
+            assert torch.equal(dtheta[:, j], d1[:, 0]), (j, threads)
+
+
 def test_inputs_not_modified_and_non_contiguous_accepted():
     args = _inputs(65, 4, (5, 6, 7), seed=14)
     before = [a.clone() if isinstance(a, torch.Tensor) else a for a in args]
@@ -278,6 +296,30 @@ def test_binning_at_edges_and_their_neighbours(dtype, nbins, ranges):
     _check(args)
 
 
+def test_vector_log2_within_three_ulp():
+    """The engine's own log2 (pid_cpu_simd.h: range reduction to [sqrt(1/2), sqrt(2)), fdlibm's
+    minimax polynomial) against numpy's log2 over its domain [0, 2^900]: log-uniform values from
+    subnormal-adjacent to huge, the integer counts 1..70000, powers of two and the values around the
+    sqrt(2) split. Within 1 ulp of the result for 97 % of the values and 3 ulp everywhere (the 3 next
+    to x = 1, where the result is tiny): never more than 2 ulp of max(1, |log2 x|) in absolute terms."""
+    from infomorph_kernels import _cpu
+
+    rng = np.random.default_rng(7)
+    k = np.arange(-1000, 900)
+    split = np.sqrt(2.0) * np.ldexp(1.0, k)
+    x = np.concatenate([np.exp2(rng.uniform(-1060.0, 900.0, 200_000)), np.arange(1.0, 70_001.0),
+                        np.ldexp(1.0, k), split, np.nextafter(split, 0), np.nextafter(split, np.inf),
+                        1.0 + rng.uniform(-1e-3, 1e-3, 20_000)])
+    out = np.empty_like(x)
+    _cpu.log2_lanes(x.ctypes.data, out.ctypes.data, x.size)
+    ref = np.log2(x)
+    err = np.abs(out - ref) / np.spacing(np.abs(ref)).clip(min=np.spacing(0.0))
+    worst = int(np.argmax(err))
+    assert err.max() <= 3.0, f"log2({x[worst]!r}) = {out[worst]!r}, numpy {ref[worst]!r}: {err.max():.2f} ulp"
+    assert np.mean(err <= 1.0) > 0.97
+    assert (np.abs(out - ref) <= 2 * np.spacing(np.maximum(1.0, np.abs(ref)))).all()
+
+
 def test_baseline_flavour_agrees_with_the_oracle():
     """INFOMORPH_CPU_BASELINE=1 forces the portable kernels (no AVX2): the same checks pass there."""
     import os
@@ -288,6 +330,6 @@ def test_baseline_flavour_agrees_with_the_oracle():
     code = ("import infomorph_kernels._cpu as c, sys; sys.exit(0 if c.simd_path() == 'baseline' else 3)")
     assert subprocess.run([sys.executable, "-c", code], env=env).returncode == 0, "the flag did not select the baseline"
     r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__, "-k",
-                        "(matches_reference or binning_at_edges or theta_extremes or adaptive or thread_count) and not baseline"],
+                        "(matches_reference or binning_at_edges or theta_extremes or adaptive or thread_count or blocked_layer or vector_log2) and not baseline"],
                        env=env, capture_output=True, text=True)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]

@@ -85,8 +85,12 @@ int run_layer(const LayerPlan& plan, const LayerPointers& ptr, int num_threads) 
     lout.h_res = reinterpret_cast<T*>(ptr.local_h_res);
     const int64_t N = plan.N;
     auto neuron_fn = &pid_neuron_base<T, NSRC>;
+    void (*transpose)(const T*, int64_t, int64_t, int64_t, T*, int64_t) = &transpose_rows<T>;
 #ifdef INFOMORPH_HAVE_AVX2_PATH
-    if (use_avx2()) neuron_fn = &pid_neuron_avx2<T, NSRC>;
+    if (use_avx2()) {
+        neuron_fn = &pid_neuron_avx2<T, NSRC>;
+        transpose = &transpose_rows_avx2;
+    }
 #endif
     // an exception must not leave an OpenMP region: record it and rethrow after the join
     std::atomic<int> failed{0};
@@ -95,11 +99,12 @@ int run_layer(const LayerPlan& plan, const LayerPointers& ptr, int num_threads) 
     const bool blocked = Workspace::blocked(plan);
     const int64_t n = plan.n, B = plan.B;
     // blocks of consecutive neurons, at most Workspace::kBlock each, their count a multiple of the
-    // thread count so that the threads get equal shares (10 neurons on 2 threads: 2 blocks of 5)
+    // thread count and their sizes within one of each other, so that the threads get equal shares
+    // (10 neurons on 2 threads: 2 blocks of 5; 100 neurons: 8 blocks of 12 or 13, not 7 of 13 and
+    // one of 9, which gave one thread 52 neurons and the other 48)
     const int64_t per_round = int64_t(threads) * Workspace::kBlock;
     const int64_t target_blocks = int64_t(threads) * ((N + per_round - 1) / per_round);
-    const int64_t nb = blocked ? std::max<int64_t>(1, (N + target_blocks - 1) / target_blocks) : 1;
-    const int64_t nblocks = (N + nb - 1) / nb;
+    const int64_t nblocks = blocked ? std::min(N, target_blocks) : N;
     auto body = [&]() {
         Workspace* ws = nullptr;
         try {
@@ -111,7 +116,7 @@ int run_layer(const LayerPlan& plan, const LayerPointers& ptr, int num_threads) 
 #pragma omp for schedule(dynamic)
         for (int64_t blk = 0; blk < nblocks; ++blk) {
             if (!ws) continue;
-            const int64_t j0 = blk * nb, j1 = std::min(N, j0 + nb), m = j1 - j0;
+            const int64_t j0 = blk * N / nblocks, j1 = (blk + 1) * N / nblocks, m = j1 - j0;
             if (!blocked) {
                 for (int64_t j = j0; j < j1; ++j) {
                     const NeuronIO<T> io{x + j * n, N * n, 1, theta + j, N, dtheta ? dtheta + j : nullptr, N};
@@ -123,23 +128,14 @@ int run_layer(const LayerPlan& plan, const LayerPointers& ptr, int num_threads) 
             T* tb = reinterpret_cast<T*>(ws->tbuf.data());
             T* db = dtheta ? reinterpret_cast<T*>(ws->dbuf.data()) : nullptr;
             const int64_t bs = Workspace::row_stride(plan);  // B + a cache line: no L1 set conflicts
-            for (int64_t i = 0; i < B; ++i) {  // one pass over the block's rows
-                const T* xr = x + (i * N + j0) * n;
-                const T* tr = theta + i * N + j0;
-                for (int64_t q = 0; q < m; ++q) {
-                    for (int64_t jj = 0; jj < n; ++jj) xb[(q * n + jj) * bs + i] = xr[q * n + jj];
-                    tb[q * bs + i] = tr[q];
-                }
-            }
+            // the block's rows: x [B][m n] (rows N n apart) -> xb [m n][bs], theta likewise
+            transpose(x + j0 * n, N * n, B, m * n, xb, bs);
+            transpose(theta + j0, N, B, m, tb, bs);
             for (int64_t q = 0; q < m; ++q) {
                 const NeuronIO<T> io{xb + q * n * bs, 1, bs, tb + q * bs, 1, db ? db + q * bs : nullptr, 1};
                 neuron_fn(plan, *ws, j0 + q, io, edges, lo, hi, red, h_y, goal, st, lout);
             }
-            if (db)
-                for (int64_t i = 0; i < B; ++i) {
-                    T* dr = dtheta + i * N + j0;
-                    for (int64_t q = 0; q < m; ++q) dr[q] = db[q * bs + i];
-                }
+            if (db) transpose(db, bs, m, B, dtheta + j0, N);
         }
         status.fetch_or(st);
     };
@@ -397,6 +393,35 @@ void trivariate_bwd(uintptr_t f, uintptr_t c, uintptr_t l, uintptr_t theta, uint
 }  // namespace cpu
 }  // namespace infomorph
 
+namespace infomorph {
+namespace cpu {
+namespace {
+// The engine's vector log2 (pid_cpu_simd.h) over n doubles, in the flavour this CPU runs: for the
+// accuracy test against numpy (tests/test_backend_cpu.py), no kernel goes through here.
+template <bool kFma>
+INFOMORPH_INLINE void log2_span(const double* x, double* out, int64_t n) {
+    for (int64_t i = 0; i < n; i += kVec) {
+        vd v = vsplat(1.0);
+        for (int e = 0; e < kVec && i + e < n; ++e) v[e] = x[i + e];
+        const vd r = log2v<kFma>(v);
+        for (int e = 0; e < kVec && i + e < n; ++e) out[i + e] = r[e];
+    }
+}
+#ifdef INFOMORPH_HAVE_AVX2_PATH
+INFOMORPH_AVX2_FLAVOUR void log2_span_avx2(const double* x, double* out, int64_t n) { log2_span<true>(x, out, n); }
+#endif
+void log2_lanes(uintptr_t x, uintptr_t out, int64_t n) {
+    const double* xp = reinterpret_cast<const double*>(x);
+    double* op = reinterpret_cast<double*>(out);
+#ifdef INFOMORPH_HAVE_AVX2_PATH
+    if (use_avx2()) return log2_span_avx2(xp, op, n);
+#endif
+    log2_span<false>(xp, op, n);
+}
+}  // namespace
+}  // namespace cpu
+}  // namespace infomorph
+
 PYBIND11_MODULE(_cpu, m) {
     m.doc() = "Fused I_sx PID engine on the CPU (OpenMP over neurons). Called through "
               "infomorph_kernels.cpu_backend.pid_kernel_cpu, which passes torch data pointers.";
@@ -448,6 +473,9 @@ PYBIND11_MODULE(_cpu, m) {
           "OpenMP's default thread count in this process.");
     m.def("simd_path", []() { return std::string(infomorph::cpu::use_avx2() ? "avx2" : "baseline"); },
           "Which compiled kernel flavour runs on this CPU: 'avx2' (AVX2 + FMA) or 'baseline'.");
+    m.def("log2_lanes", &infomorph::cpu::log2_lanes, py::arg("x"), py::arg("out"), py::arg("n"),
+          "The engine's vector log2 of n float64 values at x into out (data pointers), in the flavour "
+          "simd_path() names: for tests.");
     m.attr("MAX_CELLS") = infomorph::kMaxCells;
     m.attr("MAX_SOURCES") = infomorph::kMaxSources;
 }

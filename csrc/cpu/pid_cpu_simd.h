@@ -47,10 +47,13 @@ INFOMORPH_INLINE vd vfma(const vd& a, const vd& b, const vd& c) {
 // log2 of each lane, for x in [0, 2^900] (the engine passes sums of at most B <= 2^30 terms).
 // x is scaled by 2^54 first (exact), which makes subnormals normal without a branch. Then
 // x = 2^k z with z in [sqrt(1/2), sqrt(2)): adding (1.0 - sqrt(1/2)) to the bits carries into the
-// exponent exactly when the mantissa is >= sqrt(2)'s. ln z = 2 atanh(s), s = (z - 1) / (z + 1),
-// |s| <= 0.1716, series to s^19 (truncation < 3e-17 relative): about 2 ulp of the result, checked
-// against std::log2 in tests/test_backend_cpu.py. x = 0 gives a finite wrong value (about -1077):
-// callers multiply it by a zero weight or mask it, never emit it.
+// exponent exactly when the mantissa is >= sqrt(2)'s. ln z = 2 atanh(s) = 2 (s + s^3 p(s^2)),
+// s = (z - 1) / (z + 1), |s| <= 0.1716, p of degree 6: fdlibm's minimax coefficients for this
+// interval (e_log.c's Lg1..Lg7, halved; its error bound 2^-58.45 relative to the s^2 term):
+// 1 ulp of the result typically, 3 at most next to x = 1 (as accurate as the s^19 series it
+// replaced; tests/test_backend_cpu.py checks the binding log2_lanes against numpy's log2, in both
+// flavours). x = 0 gives a finite wrong value (about -1077): callers multiply it by a zero
+// weight or mask it, never emit it.
 template <bool kFma>
 INFOMORPH_INLINE vd log2v(const vd& x_in) {
     const vd x = x_in * 18014398509481984.0;  // 2^54
@@ -61,16 +64,14 @@ INFOMORPH_INLINE vd log2v(const vd& x_in) {
     const vd f = z - 1.0;
     const vd s = f / (f + 2.0);
     const vd s2 = s * s;
-    // Horner in s2; the series is cut after s^19 (the s^21 term is < 2.2e-17 relative to s)
-    vd p = vsplat(1.0 / 19.0);
-    p = vfma<kFma>(p, s2, vsplat(1.0 / 17.0));
-    p = vfma<kFma>(p, s2, vsplat(1.0 / 15.0));
-    p = vfma<kFma>(p, s2, vsplat(1.0 / 13.0));
-    p = vfma<kFma>(p, s2, vsplat(1.0 / 11.0));
-    p = vfma<kFma>(p, s2, vsplat(1.0 / 9.0));
-    p = vfma<kFma>(p, s2, vsplat(1.0 / 7.0));
-    p = vfma<kFma>(p, s2, vsplat(1.0 / 5.0));
-    p = vfma<kFma>(p, s2, vsplat(1.0 / 3.0));
+    // Horner in s2 (fdlibm's Lg7 .. Lg1, each halved: p(s^2) ~ 1/3 + s^2 / 5 + ...)
+    vd p = vsplat(0.5 * 1.479819860511658591e-01);
+    p = vfma<kFma>(p, s2, vsplat(0.5 * 1.531383769920937332e-01));
+    p = vfma<kFma>(p, s2, vsplat(0.5 * 1.818357216161805012e-01));
+    p = vfma<kFma>(p, s2, vsplat(0.5 * 2.222219843214978396e-01));
+    p = vfma<kFma>(p, s2, vsplat(0.5 * 2.857142874366239149e-01));
+    p = vfma<kFma>(p, s2, vsplat(0.5 * 3.999999999940941908e-01));
+    p = vfma<kFma>(p, s2, vsplat(0.5 * 6.666666666666735130e-01));
     // ln z = 2 (s + s^3 p): the leading s is added last so its rounding is not amplified
     return vfma<kFma>(vsplat(2.8853900817779268), vfma<kFma>(s * s2, p, s), kd);  // 2 / ln 2
 }
