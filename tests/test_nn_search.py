@@ -165,6 +165,35 @@ def test_pruned_trial_stops_early(tmp_path):
     assert not os.path.exists(out / "trials" / f"run-{t.number}")
 
 
+def test_successive_halving_stops_trials_at_its_rungs():
+    """--prune sha: rungs at a tenth, three tenths and nine tenths of the epochs; a trial goes on past
+    a rung only in the top third of the trials that reached it. Replayed on an in-memory study with
+    known curves (each trial's accuracy a constant): the first trials pass (nothing to compare), a
+    trial worse than two thirds of those before it stops at the first rung, the best runs on."""
+    settings = S.SearchSettings(out=".", storage="", study="r", sampler="random", prune="sha", trials=1, seed=0,
+                                startup_trials=1, heartbeat=5, space={}, fixed={}, train={"epochs": 100})
+    pruner = S._pruner(settings)
+    assert isinstance(pruner, optuna.pruners.SuccessiveHalvingPruner)
+    study = optuna.create_study(direction="maximize", pruner=pruner)
+
+    def run(acc):
+        trial = study.ask()
+        for epoch in range(1, 101):
+            trial.report(acc, epoch)
+            if trial.should_prune():
+                study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+                return epoch
+        study.tell(trial, acc)
+        return 100
+
+    stops = [run(a) for a in (0.5, 0.6, 0.7, 0.8, 0.9, 0.1, 0.95, 0.2)]
+    assert stops[-3] == 10 and stops[-1] == 10  # below the top third at the first rung (epoch 10)
+    assert stops[-2] == 100  # the best so far passes every rung
+    from dataclasses import replace
+
+    assert S._pruner(replace(settings, prune="none")).__class__.__name__ == "NopPruner"
+
+
 def test_analyze_writes_importances_ablations_and_plots(tmp_path):
     out = tmp_path / "s"
     r = _cli("search", *TINY, "--epochs", "1", "--trials", "6", "--sampler", "random", "--fix", "H_res=0",

@@ -39,7 +39,7 @@ from .errors import TrainingInterrupted, UserError
 from .goals import gamma_names, readable_name, resolve_goal
 
 SAMPLERS = ("tpe", "cmaes", "random")
-PRUNERS = ("median", "hyperband", "none")
+PRUNERS = ("median", "hyperband", "sha", "none")
 SEARCH_JSON = "search.json"
 N_SOURCES = 3  # the hidden layers are trivariate (F, C, L)
 
@@ -55,7 +55,9 @@ def add_search_parsers(sub, positive) -> None:
                    help="hold a gamma fixed (e.g. H_res=0, as the paper's CMA-ES studies); repeatable")
     s.add_argument("--space", metavar="FILE.yaml",
                    help="ranges per atom ({1}{2}: [-1, 1]) or fixed values (H_res: 0); atoms not named: [-1, 1]")
-    s.add_argument("--prune", default="median", help="median, hyperband or none (reports validation accuracy per epoch)")
+    s.add_argument("--prune", default="median",
+                   help="median, hyperband, sha (asynchronous successive halving: rungs at a tenth, three tenths "
+                        "and nine tenths of the epochs, a third goes on) or none (validation accuracy per epoch)")
     s.add_argument("--jobs", type=positive, default=1, help="worker processes on this machine (cores split among them)")
     s.add_argument("--storage", help="optuna storage URL (default: sqlite:///DIR/study.db); postgresql://... for many machines")
     s.add_argument("--study", default="infomorph-goal", help="study name inside the storage")
@@ -303,6 +305,9 @@ def _pruner(settings: SearchSettings):
         return optuna.pruners.MedianPruner(n_startup_trials=10, n_warmup_steps=max(1, epochs // 5))
     if settings.prune == "hyperband":
         return optuna.pruners.HyperbandPruner(min_resource=max(1, epochs // 10), max_resource=epochs, reduction_factor=3)
+    if settings.prune == "sha":
+        # hyperband's most aggressive bracket alone: every trial meets the rungs at min_resource * 3^k
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=max(1, epochs // 10), reduction_factor=3)
     return optuna.pruners.NopPruner()
 
 
