@@ -9,6 +9,7 @@ from typing import List, Optional
 
 import torch
 
+from ._malloc import keep_freed_memory
 from .data import DATASETS, DataNotFoundError
 from .errors import TrainingInterrupted, UserError
 from .train import TrainConfig, train
@@ -145,6 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[List[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    keep_freed_memory()  # no page faults re-mapping each step's buffers (_malloc.py)
     try:
         return _run(args, argv)
     except TrainingInterrupted as e:
