@@ -60,6 +60,27 @@ def test_cli_errors(capsys):
     capsys.readouterr()
 
 
+def test_cli_learning_rates(tmp_path, capsys):
+    """--hidden-lr / --output-lr reach the run's config (and its optimizer); bad values and
+    --backprop with them end with one line and exit 2."""
+    out = str(tmp_path / "run")
+    assert main(ARGS + ["--epochs", "1", "--hidden-lr", "0.004", "--output-lr", "1e-3", "--out", out]) == 0
+    cfg = json.loads(open(os.path.join(out, "results.json")).read())["config"]
+    assert cfg["hidden_lr"] == 0.004 and cfg["output_lr"] == 0.001
+    ckpt = torch.load(os.path.join(out, "checkpoint.pt"), weights_only=False)
+    lrs = sorted(g["lr"] for g in ckpt["optimizer"]["param_groups"])
+    assert lrs == [0.001, 0.004], lrs
+    capsys.readouterr()
+    for bad in ("0", "-1", "nan", "inf", "fast"):
+        with pytest.raises(SystemExit) as e:
+            main(["train", "--dataset", "synthetic", "--hidden-lr", bad, "--out", out])
+        assert e.value.code == 2
+        err = capsys.readouterr().err
+        assert "--hidden-lr" in err and "positive finite" in err and len(err.strip().splitlines()) == 1
+    assert main(ARGS + ["--backprop", "--output-lr", "0.01", "--out", str(tmp_path / "bp")]) == 2
+    assert "--backprop trains with its own" in capsys.readouterr().err
+
+
 def test_python_dash_m_help():
     env = dict(os.environ)
     pkg_root = os.path.dirname(os.path.dirname(os.path.abspath(infomorph.__file__)))

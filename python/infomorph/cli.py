@@ -54,6 +54,16 @@ def _positive(s: str) -> int:
     return v
 
 
+def _learning_rate(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        v = float("nan")
+    if not (v > 0.0 and v < float("inf")):
+        raise argparse.ArgumentTypeError(f"takes a positive finite number, got {text!r}")
+    return v
+
+
 def add_model_options(t: argparse.ArgumentParser, epochs_help: str = "epochs (default 100; with --resume: the stored number)") -> None:
     """The options that describe the network, data and engine (train's, and the goal search's)."""
     # "synthetic" is a tiny built-in problem for tests and smoke runs; not advertised
@@ -79,6 +89,10 @@ def add_model_options(t: argparse.ArgumentParser, epochs_help: str = "epochs (de
     t.add_argument("--activation", default="trivariate", choices=("trivariate", "linear"))
     t.add_argument("--passes", type=_positive, default=2, help="passes of the hidden layers per batch")
     t.add_argument("--bins", type=_positive, default=20)
+    t.add_argument("--hidden-lr", type=_learning_rate, default=None, metavar="LR",
+                   help="Adam learning rate of every hidden layer (default 0.002, the paper's)")
+    t.add_argument("--output-lr", type=_learning_rate, default=None, metavar="LR",
+                   help="Adam learning rate of the output layer (default 0.003, the paper's)")
     t.add_argument("--eval-context", default="zero", choices=("zero", "bias"))
     t.add_argument("--threads", type=_positive, default=None, help="torch CPU threads (default: torch's choice)")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -95,6 +109,9 @@ def config_from_args(args, **overrides) -> TrainConfig:
         activation=args.activation, passes=args.passes, bins=args.bins, eval_context=args.eval_context,
         hidden_sources=args.hidden_sources, context=args.context,
     )
+    for name in ("hidden_lr", "output_lr"):  # None: TrainConfig's default (the paper's)
+        if getattr(args, name, None) is not None:
+            kw[name] = getattr(args, name)
     kw.update(overrides)
     return TrainConfig(**kw)
 
@@ -203,6 +220,8 @@ def _run(args, argv: List[str]) -> int:
         keep = parse_seeds(args.keep_checkpoints, "--keep-checkpoints") if args.keep_checkpoints else []
         if args.backprop_loss != "logits" and not args.backprop:
             raise UserError("--backprop-loss goes with --backprop (the infomorphic layers learn from their goals)")
+        if args.backprop and (args.hidden_lr is not None or args.output_lr is not None):
+            raise UserError("--hidden-lr/--output-lr set the infomorphic layers' rates; --backprop trains with its own (1e-3)")
         cfg = config_from_args(args, goal=args.goal, seed=args.seed, backprop=args.backprop,
                                backprop_loss=args.backprop_loss, keep_checkpoints=keep)
         if args.threads is not None:
