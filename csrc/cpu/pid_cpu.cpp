@@ -89,7 +89,7 @@ int run_layer(const LayerPlan& plan, const LayerPointers& ptr, int num_threads) 
 #ifdef INFOMORPH_HAVE_AVX2_PATH
     if (use_avx2()) {
         neuron_fn = &pid_neuron_avx2<T, NSRC>;
-        transpose = &transpose_rows_avx2;
+        transpose = &transpose_rows_avx2<T>;
     }
 #endif
     // an exception must not leave an OpenMP region: record it and rethrow after the join

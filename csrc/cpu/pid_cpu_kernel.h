@@ -663,59 +663,51 @@ inline void transpose_tail(const T* __restrict src, int64_t ss, int64_t r0, int6
     for (int64_t r = r0; r < r0 + nr; ++r)
         for (int64_t c = c0; c < cols; ++c) dst[c * ds + r] = src[r * ss + c];
 }
-__attribute__((target("avx2"))) inline void transpose_rows_avx2(const float* __restrict src, int64_t ss,
-                                                                int64_t rows, int64_t cols,
-                                                                float* __restrict dst, int64_t ds) {
-    int64_t r = 0;
-    for (; r + 8 <= rows; r += 8) {
-        int64_t c = 0;
-        for (; c + 8 <= cols; c += 8) {
-            const float* s0 = src + r * ss + c;
-            const __m256 a0 = _mm256_loadu_ps(s0), a1 = _mm256_loadu_ps(s0 + ss);
-            const __m256 a2 = _mm256_loadu_ps(s0 + 2 * ss), a3 = _mm256_loadu_ps(s0 + 3 * ss);
-            const __m256 a4 = _mm256_loadu_ps(s0 + 4 * ss), a5 = _mm256_loadu_ps(s0 + 5 * ss);
-            const __m256 a6 = _mm256_loadu_ps(s0 + 6 * ss), a7 = _mm256_loadu_ps(s0 + 7 * ss);
-            const __m256 t0 = _mm256_unpacklo_ps(a0, a1), t1 = _mm256_unpackhi_ps(a0, a1);
-            const __m256 t2 = _mm256_unpacklo_ps(a2, a3), t3 = _mm256_unpackhi_ps(a2, a3);
-            const __m256 t4 = _mm256_unpacklo_ps(a4, a5), t5 = _mm256_unpackhi_ps(a4, a5);
-            const __m256 t6 = _mm256_unpacklo_ps(a6, a7), t7 = _mm256_unpackhi_ps(a6, a7);
-            const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
-            const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
-            const __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
-            const __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
-            float* d0 = dst + c * ds + r;
-            _mm256_storeu_ps(d0, _mm256_permute2f128_ps(u0, u4, 0x20));
-            _mm256_storeu_ps(d0 + ds, _mm256_permute2f128_ps(u1, u5, 0x20));
-            _mm256_storeu_ps(d0 + 2 * ds, _mm256_permute2f128_ps(u2, u6, 0x20));
-            _mm256_storeu_ps(d0 + 3 * ds, _mm256_permute2f128_ps(u3, u7, 0x20));
-            _mm256_storeu_ps(d0 + 4 * ds, _mm256_permute2f128_ps(u0, u4, 0x31));
-            _mm256_storeu_ps(d0 + 5 * ds, _mm256_permute2f128_ps(u1, u5, 0x31));
-            _mm256_storeu_ps(d0 + 6 * ds, _mm256_permute2f128_ps(u2, u6, 0x31));
-            _mm256_storeu_ps(d0 + 7 * ds, _mm256_permute2f128_ps(u3, u7, 0x31));
-        }
-        transpose_tail(src, ss, r, 8, c, cols, dst, ds);
-    }
-    transpose_tail(src, ss, r, rows - r, int64_t(0), cols, dst, ds);
+// One register tile: W x W values, rows ss apart from s0, into W rows ds apart from d0.
+__attribute__((target("avx2"))) inline void transpose_tile_avx2(const float* __restrict s0, int64_t ss,
+                                                                float* __restrict d0, int64_t ds) {
+    const __m256 a0 = _mm256_loadu_ps(s0), a1 = _mm256_loadu_ps(s0 + ss);
+    const __m256 a2 = _mm256_loadu_ps(s0 + 2 * ss), a3 = _mm256_loadu_ps(s0 + 3 * ss);
+    const __m256 a4 = _mm256_loadu_ps(s0 + 4 * ss), a5 = _mm256_loadu_ps(s0 + 5 * ss);
+    const __m256 a6 = _mm256_loadu_ps(s0 + 6 * ss), a7 = _mm256_loadu_ps(s0 + 7 * ss);
+    const __m256 t0 = _mm256_unpacklo_ps(a0, a1), t1 = _mm256_unpackhi_ps(a0, a1);
+    const __m256 t2 = _mm256_unpacklo_ps(a2, a3), t3 = _mm256_unpackhi_ps(a2, a3);
+    const __m256 t4 = _mm256_unpacklo_ps(a4, a5), t5 = _mm256_unpackhi_ps(a4, a5);
+    const __m256 t6 = _mm256_unpacklo_ps(a6, a7), t7 = _mm256_unpackhi_ps(a6, a7);
+    const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+    const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+    const __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+    const __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+    _mm256_storeu_ps(d0, _mm256_permute2f128_ps(u0, u4, 0x20));
+    _mm256_storeu_ps(d0 + ds, _mm256_permute2f128_ps(u1, u5, 0x20));
+    _mm256_storeu_ps(d0 + 2 * ds, _mm256_permute2f128_ps(u2, u6, 0x20));
+    _mm256_storeu_ps(d0 + 3 * ds, _mm256_permute2f128_ps(u3, u7, 0x20));
+    _mm256_storeu_ps(d0 + 4 * ds, _mm256_permute2f128_ps(u0, u4, 0x31));
+    _mm256_storeu_ps(d0 + 5 * ds, _mm256_permute2f128_ps(u1, u5, 0x31));
+    _mm256_storeu_ps(d0 + 6 * ds, _mm256_permute2f128_ps(u2, u6, 0x31));
+    _mm256_storeu_ps(d0 + 7 * ds, _mm256_permute2f128_ps(u3, u7, 0x31));
 }
-__attribute__((target("avx2"))) inline void transpose_rows_avx2(const double* __restrict src, int64_t ss,
-                                                                int64_t rows, int64_t cols,
-                                                                double* __restrict dst, int64_t ds) {
+__attribute__((target("avx2"))) inline void transpose_tile_avx2(const double* __restrict s0, int64_t ss,
+                                                                double* __restrict d0, int64_t ds) {
+    const __m256d a0 = _mm256_loadu_pd(s0), a1 = _mm256_loadu_pd(s0 + ss);
+    const __m256d a2 = _mm256_loadu_pd(s0 + 2 * ss), a3 = _mm256_loadu_pd(s0 + 3 * ss);
+    const __m256d t0 = _mm256_unpacklo_pd(a0, a1), t1 = _mm256_unpackhi_pd(a0, a1);
+    const __m256d t2 = _mm256_unpacklo_pd(a2, a3), t3 = _mm256_unpackhi_pd(a2, a3);
+    _mm256_storeu_pd(d0, _mm256_permute2f128_pd(t0, t2, 0x20));
+    _mm256_storeu_pd(d0 + ds, _mm256_permute2f128_pd(t1, t3, 0x20));
+    _mm256_storeu_pd(d0 + 2 * ds, _mm256_permute2f128_pd(t0, t2, 0x31));
+    _mm256_storeu_pd(d0 + 3 * ds, _mm256_permute2f128_pd(t1, t3, 0x31));
+}
+// transpose_rows in W x W register tiles (W = 32 bytes / sizeof(T)), the edges one value at a time
+template <typename T>
+__attribute__((target("avx2"))) inline void transpose_rows_avx2(const T* __restrict src, int64_t ss, int64_t rows,
+                                                                int64_t cols, T* __restrict dst, int64_t ds) {
+    constexpr int64_t W = 32 / sizeof(T);
     int64_t r = 0;
-    for (; r + 4 <= rows; r += 4) {
+    for (; r + W <= rows; r += W) {
         int64_t c = 0;
-        for (; c + 4 <= cols; c += 4) {
-            const double* s0 = src + r * ss + c;
-            const __m256d a0 = _mm256_loadu_pd(s0), a1 = _mm256_loadu_pd(s0 + ss);
-            const __m256d a2 = _mm256_loadu_pd(s0 + 2 * ss), a3 = _mm256_loadu_pd(s0 + 3 * ss);
-            const __m256d t0 = _mm256_unpacklo_pd(a0, a1), t1 = _mm256_unpackhi_pd(a0, a1);
-            const __m256d t2 = _mm256_unpacklo_pd(a2, a3), t3 = _mm256_unpackhi_pd(a2, a3);
-            double* d0 = dst + c * ds + r;
-            _mm256_storeu_pd(d0, _mm256_permute2f128_pd(t0, t2, 0x20));
-            _mm256_storeu_pd(d0 + ds, _mm256_permute2f128_pd(t1, t3, 0x20));
-            _mm256_storeu_pd(d0 + 2 * ds, _mm256_permute2f128_pd(t0, t2, 0x31));
-            _mm256_storeu_pd(d0 + 3 * ds, _mm256_permute2f128_pd(t1, t3, 0x31));
-        }
-        transpose_tail(src, ss, r, 4, c, cols, dst, ds);
+        for (; c + W <= cols; c += W) transpose_tile_avx2(src + r * ss + c, ss, dst + c * ds + r, ds);
+        transpose_tail(src, ss, r, W, c, cols, dst, ds);
     }
     transpose_tail(src, ss, r, rows - r, int64_t(0), cols, dst, ds);
 }
