@@ -656,13 +656,6 @@ inline void transpose_rows(const T* __restrict src, int64_t src_stride, int64_t 
         for (int64_t c = 0; c < cols; ++c) dst[c * dst_stride + r] = src[r * src_stride + c];
 }
 #ifdef INFOMORPH_X86_VECTOR_BINNING
-// the columns [c0, cols) of rows [r0, r0 + nr) one value at a time (the tails of the vector tiles)
-template <typename T>
-inline void transpose_tail(const T* __restrict src, int64_t ss, int64_t r0, int64_t nr, int64_t c0, int64_t cols,
-                           T* __restrict dst, int64_t ds) {
-    for (int64_t r = r0; r < r0 + nr; ++r)
-        for (int64_t c = c0; c < cols; ++c) dst[c * ds + r] = src[r * ss + c];
-}
 // One register tile: W x W values, rows ss apart from s0, into W rows ds apart from d0.
 __attribute__((target("avx2"))) inline void transpose_tile_avx2(const float* __restrict s0, int64_t ss,
                                                                 float* __restrict d0, int64_t ds) {
@@ -698,7 +691,8 @@ __attribute__((target("avx2"))) inline void transpose_tile_avx2(const double* __
     _mm256_storeu_pd(d0 + 2 * ds, _mm256_permute2f128_pd(t0, t2, 0x31));
     _mm256_storeu_pd(d0 + 3 * ds, _mm256_permute2f128_pd(t1, t3, 0x31));
 }
-// transpose_rows in W x W register tiles (W = 32 bytes / sizeof(T)), the edges one value at a time
+// transpose_rows in W x W register tiles (W = 32 bytes / sizeof(T)); the edges (the last cols % W
+// columns of each band of W rows, the last rows % W rows) go through the scalar transpose_rows
 template <typename T>
 __attribute__((target("avx2"))) inline void transpose_rows_avx2(const T* __restrict src, int64_t ss, int64_t rows,
                                                                 int64_t cols, T* __restrict dst, int64_t ds) {
@@ -707,9 +701,9 @@ __attribute__((target("avx2"))) inline void transpose_rows_avx2(const T* __restr
     for (; r + W <= rows; r += W) {
         int64_t c = 0;
         for (; c + W <= cols; c += W) transpose_tile_avx2(src + r * ss + c, ss, dst + c * ds + r, ds);
-        transpose_tail(src, ss, r, W, c, cols, dst, ds);
+        transpose_rows(src + r * ss + c, ss, W, cols - c, dst + c * ds + r, ds);
     }
-    transpose_tail(src, ss, r, rows - r, int64_t(0), cols, dst, ds);
+    transpose_rows(src + r * ss, ss, rows - r, cols, dst + r, ds);
 }
 #endif
 
