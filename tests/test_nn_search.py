@@ -310,10 +310,30 @@ def postgres():
         shutil.rmtree(base, ignore_errors=True)
 
 
+def _lock_waiters(storage) -> int:
+    """How many sessions wait for an advisory lock on the server."""
+    from sqlalchemy import text
+
+    with S._lock_engine(storage).connect() as conn:
+        return conn.execute(text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")).scalar()
+
+
 def test_postgres_two_workers_complete_exactly_the_trials(tmp_path, postgres):
-    r = _cli("search", *TINY, "--epochs", "1", "--trials", "7", "--jobs", "2", "--storage", postgres, "--study", "two",
-             "--out", str(tmp_path / "s"))
-    assert r.returncode == 0, r.stderr
+    # Both workers must get trials whatever their start-up times (one tiny worker could otherwise run
+    # all 7 trials before the other has imported torch): the test holds the study's own lock until
+    # both wait for it, then lets go; the server hands the lock on in queue order.
+    from types import SimpleNamespace
+
+    with open(tmp_path / "cli.log", "w") as log:
+        with S.study_lock(SimpleNamespace(storage=postgres, study="two")):
+            p = _popen("search", *TINY, "--epochs", "1", "--trials", "7", "--jobs", "2", "--storage", postgres,
+                       "--study", "two", "--out", str(tmp_path / "s"), log=log)
+            t0 = time.time()
+            while _lock_waiters(postgres) < 2:
+                assert p.poll() is None, (tmp_path / "cli.log").read_text()
+                assert time.time() - t0 < 240, "the two workers did not reach the study lock in time"
+                time.sleep(0.2)
+        assert p.wait(timeout=300) == 0, (tmp_path / "cli.log").read_text()
     trials = _trials(postgres, "two")
     assert [t.number for t in trials] == list(range(7)) and all(t.state.name == "COMPLETE" for t in trials)
     assert {t.user_attrs["worker"] for t in trials} == {0, 1}  # both workers ran trials
