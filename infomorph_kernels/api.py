@@ -134,6 +134,22 @@ def _no_goal(A: int, device) -> torch.Tensor:
     return z
 
 
+_SPLITS = {}  # id(wg) -> (wg, wg[:-1], float(wg[-1])); holds wg, so its id is not reused meanwhile
+
+
+def _split_weights(wg: torch.Tensor):
+    """(weights on the redundancies, gamma_H) of a CPU ``wg`` that needs no gradient, cached: the
+    weights come from the API's caches (never written in place), and a slice plus a float() of a
+    tensor cost microseconds a call."""
+    hit = _SPLITS.get(id(wg))
+    if hit is not None and hit[0] is wg:
+        return hit[1], hit[2]
+    if len(_SPLITS) >= 256:
+        _SPLITS.clear()
+    _SPLITS[id(wg)] = hit = (wg, wg[:-1], float(wg[-1]))
+    return hit[1], hit[2]
+
+
 def _freeze(v):
     """A hashable form of bins / ranges (None when there is none: such calls are not cached)."""
     if isinstance(v, (str, int, float)):
@@ -194,12 +210,13 @@ def _goal_weights(gamma, n, labels, device, validate) -> Optional[torch.Tensor]:
             )
         if not gamma.is_floating_point():
             raise TypeError(f"gamma must be a floating tensor, got {gamma.dtype}")
-        if validate and not bool(torch.isfinite(gamma).all()):
-            raise ValueError("gamma must be finite (no NaN/Inf)")
         if gamma.requires_grad or gamma.device.type != "cpu" or torch.compiler.is_compiling():
+            if validate and not bool(torch.isfinite(gamma).all()):
+                raise ValueError("gamma must be finite (no NaN/Inf)")
             g = gamma.to(device=device, dtype=torch.float64)
         else:  # a fixed goal held as a CPU tensor: reading its values costs no synchronization
-            # the same tensor, unchanged since (its version counter), maps to the same weights
+            # the same tensor, unchanged since (its version counter), maps to the same weights;
+            # lattice.gamma_vector refuses NaN/Inf, so only finite goals are ever cached
             hit = _TENSOR_GOALS.get((id(gamma), n, str(device)))
             if hit is not None and hit[0]() is gamma and hit[1] == gamma._version:
                 return hit[2]
@@ -312,8 +329,9 @@ def _pid(sources, theta, bins, ranges, backend, gamma, labels, validate, local, 
     need_grad = has_goal and theta.requires_grad and torch.is_grad_enabled()
     if name == "cpu" and not local and not compiling and not wg.requires_grad:
         # the lean eager path: one engine call computes the goal too (autograd.CPUGoal)
-        goal, red, h_y = CPUGoal.apply(sources.detach().contiguous(), theta.contiguous(), binning, coef, wg[:-1],
-                                       float(wg[-1]), need_grad, engine_checks)
+        w, gamma_h = _split_weights(wg)
+        goal, red, h_y = CPUGoal.apply(sources.detach().contiguous(), theta.contiguous(), binning, coef, w, gamma_h,
+                                       need_grad, engine_checks)
         if goal_only:
             return goal
         return _result(red, h_y, goal if has_goal else None, n, labels, name)

@@ -162,6 +162,28 @@ def test_tensor_goal_cache_follows_in_place_changes(gen):
             del other
 
 
+def test_non_finite_goal_refused_cached_or_not(gen):
+    """A goal tensor with NaN/Inf is refused with the argument's name, validate or not, also when the
+    same tensor (cached while finite) is made non-finite in place, and with gradient or without."""
+    x = torch.randn(64, 4, 2, generator=gen, dtype=torch.float64) * 4
+    theta = torch.rand(64, 4, generator=gen, dtype=torch.float64)
+    for backend in ik.available_backends("cpu"):
+        for validate in (True, False):
+            gamma = torch.tensor([0.2, -0.4, 1.0, 0.3, 0.1], dtype=torch.float64)
+            ok = ik.pid_goal(x, theta, gamma, bins=4, backend=backend, validate=validate)
+            assert torch.isfinite(ok).all()
+            for bad in (float("nan"), float("inf")):
+                gamma[1] = bad
+                with pytest.raises(ValueError, match="gamma must be finite"):
+                    ik.pid_goal(x, theta, gamma, bins=4, backend=backend, validate=validate)
+                if validate:  # a goal being learned: checked when asked to
+                    with pytest.raises(ValueError, match="gamma must be finite"):
+                        ik.pid_goal(x, theta, gamma.clone().requires_grad_(), bins=4, backend=backend)
+                gamma[1] = -0.4
+                torch.testing.assert_close(ik.pid_goal(x, theta, gamma, bins=4, backend=backend, validate=validate),
+                                           ok, rtol=0, atol=0)
+
+
 def test_fixed_goal_cache_follows_the_values(gen):
     """Goals given as lists are cached by value: the same list gives the tensor goal's result, and a
     list changed in place gives the new goal, not the cached one."""
