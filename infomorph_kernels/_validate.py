@@ -57,6 +57,37 @@ def check_layer_inputs(sources, theta, max_sources: int, check_values: bool = Tr
     return sources, theta
 
 
+def check_source_parts(parts, theta, max_sources: int) -> Tuple[List[torch.Tensor], torch.Tensor]:
+    """sources given as a list or tuple of n tensors [batch, neurons] (F, C[, L] as the layer
+    computed them): each float32/float64, of one shape, dtype and device, theta [batch, neurons]
+    like them. Returns the parts as a list (values are not checked here)."""
+    parts = list(parts)
+    if not 1 <= len(parts) <= max_sources:
+        raise ValueError(f"sources must hold 1..{max_sources} tensors [batch, neurons] (one per source), got {len(parts)}")
+    first = parts[0]
+    for i, p in enumerate(parts):
+        if not isinstance(p, torch.Tensor):
+            raise TypeError(f"sources[{i}] must be a torch.Tensor [batch, neurons], got {type(p).__name__}")
+        if p.dtype not in FLOAT_DTYPES:
+            raise TypeError(f"sources[{i}] must be float32 or float64, got {p.dtype}")
+        if p.dim() != 2:
+            raise ValueError(f"sources[{i}] must be [batch, neurons], got {_describe(p)}")
+        if i and (p.shape != first.shape or p.dtype != first.dtype or p.device != first.device):
+            raise ValueError(f"sources[{i}] must match sources[0] ({_describe(first)}), got {_describe(p)}")
+    B, N = first.shape
+    if B < 1:
+        raise ValueError(f"sources must hold at least one sample (batch >= 1), got {_describe(first)}")
+    if not isinstance(theta, torch.Tensor):
+        raise TypeError(f"theta must be a torch.Tensor [batch, neurons], got {type(theta).__name__}")
+    if theta.dtype != first.dtype:
+        raise TypeError(f"theta must have the dtype of sources ({first.dtype}), got {theta.dtype}")
+    if theta.shape != (B, N):
+        raise ValueError(f"theta must be [batch, neurons] = [{B}, {N}] like sources, got {_describe(theta)}")
+    if theta.device != first.device:
+        raise ValueError(f"theta must be on the device of sources ({first.device}), got {theta.device}")
+    return parts, theta
+
+
 def validate_values(sources: torch.Tensor, theta: torch.Tensor, name: str = "sources") -> None:
     """The value checks of :func:`check_layer_inputs`: ``name`` (sources) finite, theta finite and
     in [0, 1]."""

@@ -288,24 +288,31 @@ def pid(
 def _pid(sources, theta, bins, ranges, backend, gamma, labels, validate, local, goal_only):
     """pid(); ``goal_only``: return just the goal tensor (pid_goal), skipping the atoms."""
     max_n = lattice.MAX_SOURCES if backend in dispatch.REFERENCE_BACKENDS else MAX_SOURCES_FUSED
-    sources, theta = _validate.check_layer_inputs(sources, theta, max_n, check_values=False)
-    B, N, n = sources.shape
+    parts = None  # sources given as n tensors [B, N]: stacked only where a backend needs [B, N, n]
+    if isinstance(sources, (list, tuple)):
+        parts, theta = _validate.check_source_parts(sources, theta, max_n)
+        n, dtype, device = len(parts), parts[0].dtype, parts[0].device
+    else:
+        sources, theta = _validate.check_layer_inputs(sources, theta, max_n, check_values=False)
+        n, dtype, device = sources.shape[2], sources.dtype, sources.device
     if labels is not None:
         labels = list(labels)
         if len(labels) != n:
             raise ValueError(f"labels must name the {n} sources, got {len(labels)}")
-    binning = _binning(n, bins, ranges, sources.dtype, sources.device)
-    name = dispatch.choose(backend, sources.device)
+    binning = _binning(n, bins, ranges, dtype, device)
+    name = dispatch.choose(backend, device)
     if not isinstance(local, bool):
         raise TypeError(f"local must be a bool, got {type(local).__name__}")
     if local and name not in LOCAL_BACKENDS:
         raise ValueError(f"local=True is supported by backends {list(LOCAL_BACKENDS)}, not by {name!r}")
     compiling = torch.compiler.is_compiling()
+    if parts is not None and (name != "cpu" or local or compiling):
+        sources, parts = torch.stack(parts, -1), None
     # the CPU engine checks the values while it bins (no extra pass, no extra synchronization)
     engine_checks = validate and name == "cpu" and not compiling
     if validate and not engine_checks:
         _validate.validate_values(sources, theta)
-    wg = _goal_weights(gamma, n, labels, sources.device, validate)
+    wg = _goal_weights(gamma, n, labels, device, validate)
     if name in dispatch.REFERENCE_BACKENDS:
         b = bin_indices(sources, binning)
         fn = pid_samples if name == "reference" else pid_dense_samples
@@ -322,19 +329,22 @@ def _pid(sources, theta, bins, ranges, backend, gamma, labels, validate, local, 
         return res
     if n > MAX_SOURCES_FUSED:
         raise ValueError(f"backend {name!r} serves up to {MAX_SOURCES_FUSED} sources, got {n}")
-    coef, _ = _tables(n, sources.device)
+    coef, _ = _tables(n, device)
     has_goal = wg is not None
     if not has_goal:
-        wg = _no_goal(coef.shape[0], sources.device)
+        wg = _no_goal(coef.shape[0], device)
     need_grad = has_goal and theta.requires_grad and torch.is_grad_enabled()
     if name == "cpu" and not local and not compiling and not wg.requires_grad:
-        # the lean eager path: one engine call computes the goal too (autograd.CPUGoal)
+        # the lean eager path: one engine call computes the goal too (autograd.CPUGoal); separate
+        # sources go in as they are (the engine's blocked transposition reads each in place)
         w, gamma_h = _split_weights(wg)
-        goal, red, h_y = CPUGoal.apply(sources.detach().contiguous(), theta.contiguous(), binning, coef, w, gamma_h,
-                                       need_grad, engine_checks)
+        x = tuple(p.detach().contiguous() for p in parts) if parts is not None else sources.detach().contiguous()
+        goal, red, h_y = CPUGoal.apply(x, theta.contiguous(), binning, coef, w, gamma_h, need_grad, engine_checks)
         if goal_only:
             return goal
         return _result(red, h_y, goal if has_goal else None, n, labels, name)
+    if parts is not None:  # a goal being learned: the generic path
+        sources = torch.stack(parts, -1)
     args = (sources.detach().contiguous(), theta.contiguous(), binning.edges, binning.nbins, binning.clamp_lo,
             binning.clamp_hi, binning.adaptive, coef, wg, need_grad, name)
     loc = None

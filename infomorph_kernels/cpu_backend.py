@@ -66,7 +66,7 @@ def get_num_threads() -> int:
 def _raise_on_status(status: int, x: torch.Tensor, theta: torch.Tensor) -> None:
     """The engine flagged invalid values while binning (check_values): raise the API's message."""
     if status:
-        validate_values(x, theta)
+        validate_values(torch.stack(x, -1) if isinstance(x, tuple) else x, theta)
         raise ValueError(f"the engine found invalid values (status {status}) that the argument checks did not")
 
 
@@ -136,10 +136,16 @@ _NO_LOCAL: list = []  # pid_layer's local_out: none
 def _run_layer(mod, x, theta, edges, nbins, clamp_lo, clamp_hi, adaptive, coef, w, gamma_h, need_grad,
                check_values, num_threads, with_goal):
     """One engine call on checked, contiguous CPU tensors: ``goal (or None), red, h_y, dtheta``
-    (dtheta empty unless need_grad; the goal needs w)."""
-    B, N, _ = x.shape
+    (dtheta empty unless need_grad; the goal needs w). x: [B, N, n], or a tuple of n [B, N]."""
+    if isinstance(x, tuple):
+        B, N = x[0].shape
+        dt = x[0].dtype
+        x_ptr, srcs = 0, [p.data_ptr() for p in x]
+    else:
+        B, N, _ = x.shape
+        dt = x.dtype
+        x_ptr, srcs = x.data_ptr(), _NO_LOCAL
     A = coef.shape[0]
-    dt = x.dtype
     red = torch.empty((N, A), dtype=dt)
     h_y = torch.empty((N,), dtype=dt)
     goal = torch.empty((N,), dtype=dt) if with_goal else None
@@ -151,12 +157,12 @@ def _run_layer(mod, x, theta, edges, nbins, clamp_lo, clamp_hi, adaptive, coef, 
             dtheta = _EMPTY[dt] = torch.empty((0,), dtype=dt)
     threads = get_num_threads() if num_threads is None else int(num_threads)
     status = mod.pid_layer(
-        x.data_ptr(), theta.data_ptr(), edges.data_ptr(), edges.shape[1], nbins,
+        x_ptr, theta.data_ptr(), edges.data_ptr(), edges.shape[1], nbins,
         clamp_lo.data_ptr(), clamp_hi.data_ptr(), bool(adaptive),
         coef.data_ptr(), A, w.data_ptr() if w is not None else 0, float(gamma_h), bool(need_grad),
         B, N, dt == torch.float64,
         red.data_ptr(), h_y.data_ptr(), dtheta.data_ptr() if need_grad else 0, threads, bool(check_values),
-        _NO_LOCAL, 0, 0, goal.data_ptr() if goal is not None else 0,  # positional: pybind's keywords cost ~2 us
+        _NO_LOCAL, 0, 0, goal.data_ptr() if goal is not None else 0, srcs,  # positional: keywords cost ~2 us
     )  # fmt: skip
     if status:
         _raise_on_status(status, x, theta)
@@ -206,8 +212,8 @@ def goal_kernel_cpu(x: torch.Tensor, theta: torch.Tensor, binning, coef: torch.T
                     num_threads: Optional[int] = None) -> Tuple[torch.Tensor, ...]:
     """The public API's lean call: ``goal [N], red [N, A], h_y [N], dtheta [B, N]`` in one engine
     call, the goal ``G = w . red + gamma_h h_y`` computed by the engine from its float64
-    redundancies. The caller has checked every argument (``ik.pid``): x [B, N, n] and theta
-    [B, N] contiguous CPU tensors of one float dtype, ``binning`` a cached
+    redundancies. The caller has checked every argument (``ik.pid``): x [B, N, n] (or a tuple
+    of n [B, N], the sources unstacked) and theta [B, N] contiguous CPU tensors of one float dtype, ``binning`` a cached
     :class:`~.binning.Binning` of that dtype, coef the lattice's int32 [A, 2^n - 1], w a
     contiguous float64 [A]. dtheta is empty unless need_grad."""
     mod = _require()

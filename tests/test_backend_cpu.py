@@ -213,6 +213,40 @@ def test_blocked_layer_equals_each_neuron_alone(B, N, nbins, dtype):
             assert torch.equal(dtheta[:, j], d1[:, 0]), (j, threads)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("B,N,n", [(1024, 100, 3), (1024, 10, 2), (1, 5, 3), (13, 1, 2), (6000, 3, 3),
+                                   (17000, 2, 1), (64, 17, 4), (1021, 13, 3)])
+def test_separate_sources_equal_the_stacked_layer(B, N, n, dtype):
+    """ik.pid / ik.pid_goal with the sources as n tensors [B, N] (read in place by the blocked
+    transposition; stacked by the engine where it does not block: one neuron, B n > 16384) equal
+    the stacked call bit for bit: goal, gradient, atoms; fixed and adaptive ranges, 1 and 2 threads,
+    a non-contiguous part too."""
+    import infomorph_kernels as ik
+
+    g = torch.Generator().manual_seed(B + N + n)
+    parts = [(5 * torch.randn(B, N, generator=g, dtype=torch.float64)).to(dtype) for _ in range(n)]
+    parts[0] = parts[0].t().contiguous().t()  # a strided view: made contiguous on the way in
+    theta = torch.rand(B, N, generator=g, dtype=torch.float64).to(dtype)
+    theta[::7] = 1.0
+    gamma = torch.randn(lattice.n_atoms(n) + 1, generator=g, dtype=torch.float64)
+    stacked = torch.stack(parts, -1)
+    before = torch.get_num_threads()
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            for ranges in ((-9.0, 9.0), "adaptive"):
+                kw = dict(bins=7, ranges=ranges, backend="cpu")
+                t1, t2 = theta.clone().requires_grad_(), theta.clone().requires_grad_()
+                a, b = ik.pid_goal(stacked, t1, gamma, **kw), ik.pid_goal(parts, t2, gamma, **kw)
+                a.sum().backward()
+                b.sum().backward()
+                assert torch.equal(a, b) and torch.equal(t1.grad, t2.grad), (threads, ranges)
+                r1, r2 = ik.pid(stacked, theta, **kw), ik.pid(parts, theta, **kw)
+                assert torch.equal(r1.atoms, r2.atoms) and torch.equal(r1.h_res, r2.h_res), (threads, ranges)
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_inputs_not_modified_and_non_contiguous_accepted():
     args = _inputs(65, 4, (5, 6, 7), seed=14)
     before = [a.clone() if isinstance(a, torch.Tensor) else a for a in args]
@@ -330,6 +364,6 @@ def test_baseline_flavour_agrees_with_the_oracle():
     code = ("import infomorph_kernels._cpu as c, sys; sys.exit(0 if c.simd_path() == 'baseline' else 3)")
     assert subprocess.run([sys.executable, "-c", code], env=env).returncode == 0, "the flag did not select the baseline"
     r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__, "-k",
-                        "(matches_reference or binning_at_edges or theta_extremes or adaptive or thread_count or blocked_layer or vector_log2) and not baseline"],
+                        "(matches_reference or binning_at_edges or theta_extremes or adaptive or thread_count or blocked_layer or vector_log2 or separate_sources) and not baseline"],
                        env=env, capture_output=True, text=True)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]

@@ -57,6 +57,38 @@ def test_bad_input_names_the_argument(name, exc, kwargs):
         ik.pid(**args)
 
 
+def bad_part_cases():
+    x, t = good()
+    parts = [x[..., j].contiguous() for j in range(3)]
+    nan_part = parts[1].clone()
+    nan_part[2, 1] = float("nan")
+    return [
+        ("sources\\[1\\] must be a torch.Tensor", TypeError, [parts[0], parts[1].numpy(), parts[2]]),
+        ("sources\\[0\\] must be float32 or float64", TypeError, [p.to(torch.int64) for p in parts]),
+        ("sources\\[2\\] must be \\[batch, neurons\\]", ValueError, [parts[0], parts[1], x]),
+        ("sources\\[1\\] must match sources\\[0\\]", ValueError, [parts[0], parts[1][:5], parts[2]]),
+        ("sources\\[2\\] must match sources\\[0\\]", ValueError, [parts[0], parts[1], parts[2].float()]),
+        ("sources must hold 1..", ValueError, []),
+        ("sources must hold at least one sample", ValueError, [p[:0] for p in parts]),
+        ("sources must be finite", ValueError, [parts[0], nan_part, parts[2]]),
+    ]
+
+
+@pytest.mark.parametrize("backend", ["reference", "cpu"])
+@pytest.mark.parametrize("words,exc,parts", bad_part_cases(), ids=lambda v: v if isinstance(v, str) else "")
+def test_bad_source_list_names_the_part(backend, words, exc, parts):
+    """sources given as a list of [batch, neurons] tensors: each problem names the part."""
+    if backend not in ik.available_backends("cpu"):
+        pytest.skip("the CPU engine is not built here")
+    _, t = good()
+    if parts and parts[0].shape[0] == 0:
+        t = t[:0]
+    with pytest.raises(exc, match=words):
+        ik.pid(parts, t, backend=backend)
+    with pytest.raises(ValueError, match="theta must be \\[batch, neurons\\] = \\[8, 2\\]"):
+        ik.pid(list(good()[0].unbind(-1)), t[:4], backend=backend)
+
+
 def test_mismatched_devices():
     x, t = good()
     with pytest.raises(ValueError, match="theta must be on the device of sources"):

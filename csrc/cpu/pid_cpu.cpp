@@ -34,6 +34,8 @@ struct LayerPointers {
     uintptr_t x, theta, edges, clamp_lo, clamp_hi, red, h_y, dtheta;
     uintptr_t local_inf, local_mis, local_atoms, local_h_res;
     uintptr_t goal;
+    // the sources as n separate C-contiguous [B, N] arrays (x is then 0): no stacked copy
+    std::vector<uintptr_t> srcs;
 };
 
 // AVX2 + FMA kernels when the CPU has them; INFOMORPH_CPU_BASELINE=1 forces the portable ones
@@ -70,6 +72,9 @@ Workspace& thread_workspace(const LayerPlan& plan) {
 template <typename T, int NSRC>
 int run_layer(const LayerPlan& plan, const LayerPointers& ptr, int num_threads) {
     const T* x = reinterpret_cast<const T*>(ptr.x);
+    const int64_t nsrc = int64_t(ptr.srcs.size());  // 0: x holds the stacked [B, N, n]
+    const T* src[NSRC] = {};
+    for (int64_t j = 0; j < nsrc && j < NSRC; ++j) src[j] = reinterpret_cast<const T*>(ptr.srcs[j]);
     const T* theta = reinterpret_cast<const T*>(ptr.theta);
     const T* edges = reinterpret_cast<const T*>(ptr.edges);
     const T* lo = reinterpret_cast<const T*>(ptr.clamp_lo);
@@ -105,6 +110,16 @@ int run_layer(const LayerPlan& plan, const LayerPointers& ptr, int num_threads) 
     const int64_t per_round = int64_t(threads) * Workspace::kBlock;
     const int64_t target_blocks = int64_t(threads) * ((N + per_round - 1) / per_round);
     const int64_t nblocks = blocked ? std::min(N, target_blocks) : N;
+    // separate sources and no blocks (one neuron, or batches too large to block): stack them here,
+    // as the caller would have (the neuron reads x at strides N n and 1)
+    std::vector<T> stacked;
+    if (nsrc && !blocked) {
+        stacked.resize(size_t(B * N * n));
+        for (int64_t i = 0; i < B; ++i)
+            for (int64_t j = 0; j < N; ++j)
+                for (int64_t k = 0; k < n; ++k) stacked[size_t((i * N + j) * n + k)] = src[k][i * N + j];
+        x = stacked.data();
+    }
     auto body = [&]() {
         Workspace* ws = nullptr;
         try {
@@ -129,7 +144,11 @@ int run_layer(const LayerPlan& plan, const LayerPointers& ptr, int num_threads) 
             T* db = dtheta ? reinterpret_cast<T*>(ws->dbuf.data()) : nullptr;
             const int64_t bs = Workspace::row_stride(plan);  // B + a cache line: no L1 set conflicts
             // the block's rows: x [B][m n] (rows N n apart) -> xb [m n][bs], theta likewise
-            transpose(x + j0 * n, N * n, B, m * n, xb, bs);
+            if (nsrc) {  // source k's [B][m] block -> rows q n + k of xb (the same values, bit for bit)
+                for (int64_t k = 0; k < n; ++k) transpose(src[k] + j0, N, B, m, xb + k * bs, n * bs);
+            } else {
+                transpose(x + j0 * n, N * n, B, m * n, xb, bs);
+            }
             transpose(theta + j0, N, B, m, tb, bs);
             for (int64_t q = 0; q < m; ++q) {
                 const NeuronIO<T> io{xb + q * n * bs, 1, bs, tb + q * bs, 1, db ? db + q * bs : nullptr, 1};
@@ -176,7 +195,7 @@ int pid_layer(uintptr_t x, uintptr_t theta, uintptr_t edges, int64_t edge_stride
               uintptr_t coef, int64_t num_antichains, uintptr_t w, double gamma_h, bool need_grad,
               int64_t batch, int64_t neurons, bool is_double, uintptr_t red, uintptr_t h_y,
               uintptr_t dtheta, int64_t num_threads, bool check_values, std::vector<uintptr_t> local_out,
-              int64_t local_full, uintptr_t moebius, uintptr_t goal) {
+              int64_t local_full, uintptr_t moebius, uintptr_t goal, std::vector<uintptr_t> sources) {
     const int64_t n = int64_t(nbins.size());
     require(n >= 1 && n <= kMaxSources,
             "nbins: the engine serves 1 to 4 sources, got " + std::to_string(n));
@@ -199,7 +218,11 @@ int pid_layer(uintptr_t x, uintptr_t theta, uintptr_t edges, int64_t edge_stride
     require(!need_grad || w, "pid_layer: need_grad requires the w pointer");
     require(!goal || w, "pid_layer: the goal output requires the w pointer");
     if (neurons == 0) return 0;  // empty layer: nothing to compute (its pointers may be null)
-    require(x && theta && red && h_y && (!need_grad || dtheta), "pid_layer: a data pointer is null");
+    require(sources.empty() || (int64_t(sources.size()) == n && x == 0),
+            "sources: one [batch, neurons] array per source (" + std::to_string(n) + ") with x = 0, or none");
+    for (uintptr_t sp : sources) require(sp != 0, "pid_layer: a source pointer is null");
+    require((x || !sources.empty()) && theta && red && h_y && (!need_grad || dtheta),
+            "pid_layer: a data pointer is null");
 
     LayerPlan plan(nbins, reinterpret_cast<const int32_t*>(coef), int(num_antichains),
                    (need_grad || goal) ? reinterpret_cast<const double*>(w) : nullptr, batch);
@@ -226,7 +249,7 @@ int pid_layer(uintptr_t x, uintptr_t theta, uintptr_t edges, int64_t edge_stride
     }
     plan.local_full = int(local_full);
     plan.split_rows(reinterpret_cast<const int32_t*>(coef), !plan.local);
-    LayerPointers ptr{x, theta, edges, clamp_lo, clamp_hi, red, h_y, dtheta, 0, 0, 0, 0, goal};
+    LayerPointers ptr{x, theta, edges, clamp_lo, clamp_hi, red, h_y, dtheta, 0, 0, 0, 0, goal, std::move(sources)};
     if (plan.local) {
         ptr.local_inf = local_out[0];
         ptr.local_mis = local_out[1];
@@ -432,7 +455,7 @@ PYBIND11_MODULE(_cpu, m) {
           py::arg("is_double"), py::arg("red"), py::arg("h_y"), py::arg("dtheta"),
           py::arg("num_threads"), py::arg("check_values") = false,
           py::arg("local_out") = std::vector<uintptr_t>{}, py::arg("local_full") = 0, py::arg("moebius") = 0,
-          py::arg("goal") = 0,
+          py::arg("goal") = 0, py::arg("sources") = std::vector<uintptr_t>{},
           "Fill red [neurons, A], h_y [neurons] and (need_grad) dtheta [batch, neurons] for a whole "
           "layer. Pointers are data addresses of C-contiguous CPU tensors; see "
           "docs/kernel_contract.md. Returns 0, or with check_values the OR of 1 (non-finite x) "
@@ -440,7 +463,8 @@ PYBIND11_MODULE(_cpu, m) {
           "informative, misinformative and atoms [neurons, batch, 2, A] and local H_res "
           "[neurons, batch, 2] (neuron-major; y = silent, fire); local_full: the row of the full-set "
           "antichain; moebius: the float64 Moebius matrix [A, A]; goal: optional [neurons] output of "
-          "G = w . red + gamma_h h_y computed from the float64 redundancies (needs w).");
+          "G = w . red + gamma_h h_y computed from the float64 redundancies (needs w); sources: instead "
+          "of x (then 0), one pointer per source to a C-contiguous [batch, neurons] array (no stacked copy).");
     m.def("pid_groups", &infomorph::cpu::pid_groups, py::arg("sym"), py::arg("neurons"), py::arg("batch"),
           py::arg("levels"), py::arg("labels"), py::arg("n_labels"), py::arg("groups"), py::arg("n_groups"),
           py::arg("n"), py::arg("coef"), py::arg("num_antichains"), py::arg("h_t"), py::arg("red"),
