@@ -54,7 +54,9 @@ def test_two_engine_calls_per_batch_and_goal_on_last_pass(setup, monkeypatch):
     real = ik.pid
 
     def counting(sources, theta, *a, **kw):
-        calls.append((tuple(sources.shape), theta.requires_grad))
+        # the per-class tensors [batch, neurons], unstacked (the engine reads them in place)
+        assert isinstance(sources, list) and len({tuple(s.shape) for s in sources}) == 1
+        calls.append((tuple(sources[0].shape) + (len(sources),), theta.requires_grad))
         return real(sources, theta, *a, **kw)
 
     monkeypatch.setattr(ik, "pid", counting)

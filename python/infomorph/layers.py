@@ -47,6 +47,13 @@ class LayerOutput:
             self._parts = None
         return self._sources
 
+    def engine_sources(self):
+        """The sources as the engine takes them: the per-class tensors [batch, neurons] (detached)
+        while not stacked (the CPU engine reads them in place), else the stacked tensor."""
+        if self._sources is None:
+            return [s.detach() for s in self._parts]
+        return self._sources
+
     def __iter__(self):  # unpacks like the (sources, theta, y) triple it was
         return iter((self.sources, self.theta, self.y))
 
@@ -230,7 +237,7 @@ class InfomorphicLayer(nn.Module):
         if self.gamma is None:
             raise RuntimeError("this layer has no goal (gamma=None)")
         res = engine().pid(
-            out.sources, out.theta, bins=self.bins, ranges=self.ranges, backend=self.backend,
+            out.engine_sources(), out.theta, bins=self.bins, ranges=self.ranges, backend=self.backend,
             gamma=self.gamma_list(), validate=self.validate,
         )
         self.last_backend = res.backend
@@ -249,7 +256,7 @@ class InfomorphicLayer(nn.Module):
     @torch.no_grad()
     def atoms(self, out: LayerOutput) -> torch.Tensor:
         """PID atoms and H_res averaged over the neurons: ``[n_atoms + 1]`` in gamma order."""
-        res = engine().pid(out.sources, out.theta.detach(), bins=self.bins, ranges=self.ranges, backend=self.backend)
+        res = engine().pid(out.engine_sources(), out.theta.detach(), bins=self.bins, ranges=self.ranges, backend=self.backend)
         return torch.cat([res.atoms.mean(0), res.h_res.mean().reshape(1)]).double().cpu()
 
     def extra_repr(self) -> str:
