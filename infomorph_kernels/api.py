@@ -268,7 +268,8 @@ def pid(
 ) -> PIDResult:
     """I_sx PID of every neuron of a layer for one batch.
 
-    sources: [batch, neurons, n_sources] float32/float64 aggregated inputs (F, C[, L]);
+    sources: [batch, neurons, n_sources] float32/float64 aggregated inputs (F, C[, L]), or a list
+    of n tensors [batch, neurons] (the CPU engine reads them in place; the same numbers);
     theta: [batch, neurons] firing probability p(y = fire | sample), same dtype and device.
     bins: int or one int per source (>= 1). ranges: (lo, hi), one (lo, hi) per source, or
     "adaptive" (per neuron, x / max|x| binned over [-1, 1]). gamma: optional goal (n_atoms + 1
