@@ -275,7 +275,7 @@ def _layer_pid(layer, x, thetas, gamma, mode, backend, version, prob_estim):
     else:
         theta = thetas[..., _fire_column(layer)]
         xs, ranges = _engine_binning(layer.binning, kind, version, [t.detach().to(theta.dtype) for t in x])
-        sources = torch.stack(xs, -1)
+        sources = list(xs)  # [batch, neurons] each: the CPU engine reads them in place
 
         def goal_of(gam, t):
             return api.pid_goal(sources, t, gam, bins=nbins, ranges=ranges, backend=backend)
