@@ -77,6 +77,38 @@ def test_state_dict_loads_across(direction):
     assert _same_params(ref_model, second_model)
 
 
+def test_any_layout_of_grad_and_loaded_moments_gives_the_same_steps():
+    """The fused kernel walks parameter, gradient and moments as flat arrays: a gradient or a
+    loaded moment in another layout than the parameter (a user's column-major or transposed
+    weights; a checkpoint written with row-major moments) must give the steps of matching layouts, bit for bit.
+    (Compared between parameters of one layout: torch's kernel rounds its vector body and its tail
+    alike only up to an ulp, and the layout decides which elements fall in the tail.)"""
+    torch.manual_seed(0)
+    w = torch.randn(7, 5).t().contiguous().t()
+    a, b = torch.nn.Parameter(w.clone()), torch.nn.Parameter(w.clone())
+    assert a.stride() == b.stride() == (1, 7)
+    o_a, o_b = FusedAdam([{"params": [a], "lr": 0.01}]), FusedAdam([{"params": [b], "lr": 0.01}])
+    g = torch.Generator().manual_seed(1)
+    for _ in range(3):
+        grad = torch.randn(7, 5, generator=g)
+        a.grad, b.grad = grad.t().contiguous().t(), grad.clone()  # b's gradient row-major
+        o_a.step()
+        o_b.step()
+    assert torch.equal(a, b)
+    saved = o_a.state_dict()  # as a checkpoint of row-major weights holds the moments
+    saved["state"] = {i: {k: v.contiguous() for k, v in st.items()} for i, st in saved["state"].items()}
+    c = torch.nn.Parameter(a.detach().clone())
+    o_c = FusedAdam([{"params": [c], "lr": 0.01}])
+    o_c.load_state_dict(saved)
+    assert o_c.state[c]["exp_avg"].stride() == c.stride()
+    for _ in range(3):
+        grad = torch.randn(7, 5, generator=g).t().contiguous().t()
+        a.grad, c.grad = grad.clone(), grad.clone()
+        o_a.step()
+        o_c.step()
+    assert torch.equal(a, c)
+
+
 def test_unsupported_options_and_zero_grad():
     p = torch.nn.Parameter(torch.ones(3))
     with pytest.raises(ValueError, match="amsgrad"):

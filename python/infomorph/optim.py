@@ -79,6 +79,9 @@ class FusedAdam:
                     st["step"] = torch.zeros((), dtype=torch.float32, device=p.device)
                     st["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                     st["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            for p in params:  # the layout the fused kernel assumes (autograd's gradient layout contract)
+                if p.grad.stride() != p.stride():
+                    p.grad = torch.empty_like(p, memory_format=torch.preserve_format).copy_(p.grad)
             groups: Dict[tuple, List[torch.Tensor]] = {}
             for p in params:  # one kernel per device and dtype, as torch groups them
                 groups.setdefault((p.device, p.dtype), []).append(p)
@@ -122,7 +125,10 @@ class FusedAdam:
         self.state = defaultdict(dict)
         for i, st in state_dict["state"].items():
             p = by_index[i]
-            self.state[p] = {k: (v.to(device=p.device) if k == "step" else v.to(device=p.device, dtype=p.dtype)).clone()
+            # the moments in the parameter's own layout (the fused kernel walks param, grad and
+            # moments as one flat array each: a saved moment of another layout would be misread)
+            self.state[p] = {k: (v.to(device=p.device).clone() if k == "step"
+                                 else torch.empty_like(p, memory_format=torch.preserve_format).copy_(v))
                              for k, v in st.items()}
 
 
