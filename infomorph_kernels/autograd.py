@@ -110,6 +110,7 @@ def _setup_context(ctx, inputs, output):
     ctx.save_for_backward(red, h_y, dtheta, inputs[1])
     ctx.backend = inputs[10]
     ctx.mark_non_differentiable(red, h_y, dtheta)
+    ctx.set_materialize_grads(False)  # no zero tensors for the outputs that never carry a gradient
 
 
 def _backward(ctx, g_goal, g_red, g_hy, g_dtheta):
@@ -119,6 +120,8 @@ def _backward(ctx, g_goal, g_red, g_hy, g_dtheta):
 
 def _grads(ctx, red, h_y, dtheta, theta, g_goal):
     grad_theta = grad_wg = None
+    if g_goal is None:  # reached only through the non-differentiable outputs: no gradient
+        return (None,) * 11
     if ctx.needs_input_grad[1]:
         if dtheta.numel() == 0:
             raise RuntimeError(
@@ -147,6 +150,7 @@ class PIDFused(torch.autograd.Function):
         ctx.save_for_backward(red, h_y, dtheta, theta)
         ctx.backend = backend
         ctx.mark_non_differentiable(red, h_y, dtheta)
+        ctx.set_materialize_grads(False)
         return goal, red, h_y, dtheta
 
     @staticmethod
@@ -168,10 +172,13 @@ class CPUGoal(torch.autograd.Function):
         goal, red, h_y, dtheta = goal_kernel_cpu(x, theta.detach(), binning, coef, w, gamma_h, need_grad, check_values)
         ctx.save_for_backward(dtheta, theta)
         ctx.mark_non_differentiable(red, h_y)
+        ctx.set_materialize_grads(False)  # red and h_y never carry a gradient: no zero tensors built for them
         return goal, red, h_y
 
     @staticmethod
     def backward(ctx, g_goal, g_red, g_hy):
+        if g_goal is None:  # only reachable through the non-differentiable outputs: no gradient
+            return (None,) * 8
         dtheta = _saved_gradient(ctx, "pid")
         return None, g_goal.unsqueeze(0) * dtheta, None, None, None, None, None, None
 
