@@ -99,3 +99,23 @@ def test_progress_fallback_without_tqdm(monkeypatch):
     lines = stream.getvalue().strip().splitlines()
     assert len(lines) == 4 and lines[-1].strip().startswith("epoch 1/1 8/8")
     assert list(_progress.progress(range(3), 3, enabled=False)) == [0, 1, 2]
+
+
+def test_evaluate_batches_as_the_training_split_does():
+    """evaluate() reads consecutive batches of nearly equal size (here 4, 3, 3 of 10 samples), each
+    with its own inversion rule: equal to predicting each batch of _batches(...) on its own."""
+    from infomorph.models import build_model
+    from infomorph.train import _batches, evaluate
+
+    torch.manual_seed(0)
+    model = build_model(1, [6], 12, 3)
+    x = torch.rand(10, 12)
+    y = torch.randint(0, 3, (10,))
+    for bs in (4, 10, 3):
+        torch.manual_seed(1)
+        got = evaluate(model, x, y, bs)
+        torch.manual_seed(1)
+        want = sum(int((model.predict(x[idx]) == y[idx]).sum()) for idx in _batches(10, bs)) / 10
+        assert got == want
+    torch.manual_seed(1)
+    assert evaluate(model, x[:0], y[:0]) != evaluate(model, x[:0], y[:0])  # nan for no samples

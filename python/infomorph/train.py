@@ -93,8 +93,11 @@ def evaluate(model, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024) ->
     if x.shape[0] == 0:
         return float("nan")
     correct = 0
-    for idx in _batches(x.shape[0], batch_size):
-        correct += int((model.predict(x[idx]) == y[idx]).sum())
+    start = 0
+    for idx in _batches(x.shape[0], batch_size):  # consecutive: views, not gathered copies
+        stop = start + idx.numel()
+        correct += int((model.predict(x[start:stop]) == y[start:stop]).sum())
+        start = stop
     return correct / x.shape[0]
 
 
