@@ -33,25 +33,15 @@ def check_layer_inputs(sources, theta, max_sources: int, check_values: bool = Tr
     """sources: [batch, neurons, n_sources] float32/float64, finite; theta: [batch, neurons], same
     dtype and device, finite, in [0, 1]. ``check_values=False`` skips the value checks (they read
     the data, which synchronizes a GPU)."""
-    if not isinstance(sources, torch.Tensor):
-        raise TypeError(f"sources must be a torch.Tensor [batch, neurons, n_sources], got {type(sources).__name__}")
+    _check_float_tensor(sources, "sources", "[batch, neurons, n_sources]", 3)
     if not isinstance(theta, torch.Tensor):
         raise TypeError(f"theta must be a torch.Tensor [batch, neurons], got {type(theta).__name__}")
-    if sources.dtype not in FLOAT_DTYPES:
-        raise TypeError(f"sources must be float32 or float64, got {sources.dtype}")
-    if sources.dim() != 3:
-        raise ValueError(f"sources must be [batch, neurons, n_sources], got {_describe(sources)}")
     B, N, n = sources.shape
     if B < 1:
         raise ValueError(f"sources must hold at least one sample (batch >= 1), got {_describe(sources)}")
     if not 1 <= n <= max_sources:
         raise ValueError(f"sources must have 1..{max_sources} sources in the last dimension, got {n}")
-    if theta.dtype != sources.dtype:
-        raise TypeError(f"theta must have the dtype of sources ({sources.dtype}), got {theta.dtype}")
-    if theta.shape != (B, N):
-        raise ValueError(f"theta must be [batch, neurons] = [{B}, {N}] like sources, got {_describe(theta)}")
-    if theta.device != sources.device:
-        raise ValueError(f"theta must be on the device of sources ({sources.device}), got {theta.device}")
+    _check_theta_like(theta, sources, B, N)
     if check_values:
         validate_values(sources, theta)
     return sources, theta
@@ -66,12 +56,7 @@ def check_source_parts(parts, theta, max_sources: int) -> Tuple[List[torch.Tenso
         raise ValueError(f"sources must hold 1..{max_sources} tensors [batch, neurons] (one per source), got {len(parts)}")
     first = parts[0]
     for i, p in enumerate(parts):
-        if not isinstance(p, torch.Tensor):
-            raise TypeError(f"sources[{i}] must be a torch.Tensor [batch, neurons], got {type(p).__name__}")
-        if p.dtype not in FLOAT_DTYPES:
-            raise TypeError(f"sources[{i}] must be float32 or float64, got {p.dtype}")
-        if p.dim() != 2:
-            raise ValueError(f"sources[{i}] must be [batch, neurons], got {_describe(p)}")
+        _check_float_tensor(p, f"sources[{i}]", "[batch, neurons]", 2)
         if i and (p.shape != first.shape or p.dtype != first.dtype or p.device != first.device):
             raise ValueError(f"sources[{i}] must match sources[0] ({_describe(first)}), got {_describe(p)}")
     B, N = first.shape
@@ -79,13 +64,28 @@ def check_source_parts(parts, theta, max_sources: int) -> Tuple[List[torch.Tenso
         raise ValueError(f"sources must hold at least one sample (batch >= 1), got {_describe(first)}")
     if not isinstance(theta, torch.Tensor):
         raise TypeError(f"theta must be a torch.Tensor [batch, neurons], got {type(theta).__name__}")
-    if theta.dtype != first.dtype:
-        raise TypeError(f"theta must have the dtype of sources ({first.dtype}), got {theta.dtype}")
+    _check_theta_like(theta, first, B, N)
+    return parts, theta
+
+
+def _check_float_tensor(t, name: str, layout: str, dim: int) -> None:
+    """``t`` a float32/float64 tensor of ``dim`` dimensions (``layout`` names them in the error)."""
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor {layout}, got {type(t).__name__}")
+    if t.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{name} must be float32 or float64, got {t.dtype}")
+    if t.dim() != dim:
+        raise ValueError(f"{name} must be {layout}, got {_describe(t)}")
+
+
+def _check_theta_like(theta: torch.Tensor, sources: torch.Tensor, B: int, N: int) -> None:
+    """theta [batch, neurons] = [B, N] with the dtype and device of ``sources``."""
+    if theta.dtype != sources.dtype:
+        raise TypeError(f"theta must have the dtype of sources ({sources.dtype}), got {theta.dtype}")
     if theta.shape != (B, N):
         raise ValueError(f"theta must be [batch, neurons] = [{B}, {N}] like sources, got {_describe(theta)}")
-    if theta.device != first.device:
-        raise ValueError(f"theta must be on the device of sources ({first.device}), got {theta.device}")
-    return parts, theta
+    if theta.device != sources.device:
+        raise ValueError(f"theta must be on the device of sources ({sources.device}), got {theta.device}")
 
 
 def validate_values(sources: torch.Tensor, theta: torch.Tensor, name: str = "sources") -> None:
