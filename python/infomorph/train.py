@@ -290,7 +290,8 @@ def _train_locked(cfg: TrainConfig, out_dir: str, resume: bool, log: Callable[[s
                     raise TrainingInterrupted(
                         f"interrupted in epoch {epoch} at batch {b}/{n_batches}; the checkpoint {ckpt_path} continues "
                         f"from there: python -m infomorph train --resume {out_dir}", out_dir)
-                x, y = data.x_train[idx], data.y_train[idx]
+                # index_select, not x[idx]: torch's advanced indexing takes ~8x longer for these rows
+                x, y = torch.index_select(data.x_train, 0, idx), torch.index_select(data.y_train, 0, idx)
                 onehot = F.one_hot(y, data.n_classes).to(x.dtype)
                 if infomorphic:
                     goals, atoms, out = model.goals(x, onehot)
