@@ -27,7 +27,7 @@ from .data import load_dataset
 from .errors import UserError
 from ._plots import pyplot, save
 from .goals import gamma_names, readable_name
-from .train import CHECKPOINT, TrainConfig, _batches, _load_checkpoint, build_from_config, layer_names
+from .train import CHECKPOINT, TrainConfig, _load_checkpoint, _views, build_from_config, layer_names
 
 OUTPUT = "local_atoms.json"
 
@@ -66,8 +66,7 @@ def inspect_run(run_dir: str, split: str = "test", data_dir: Optional[str] = Non
     gen_state = torch.get_rng_state()
     torch.manual_seed(cfg.seed)  # the passes sample +-1 outputs: reproducible per run
     try:
-        for idx in _batches(x_all.shape[0], cfg.batch_size):
-            x, y = x_all[idx], y_all[idx]
+        for x, y in _views(cfg.batch_size, x_all, y_all):
             with torch.no_grad():
                 outs, out = model.run(x, F.one_hot(y, K).to(x.dtype), grad=False)
             counts += torch.bincount(y, minlength=K).double()
@@ -200,8 +199,8 @@ def complexity_run(run_dir: str, split: str = "test", data_dir: Optional[str] = 
             model.eval()
             torch.manual_seed(cfg.seed)  # the evaluation passes sample +-1 lateral outputs
             acts = [[] for _ in names]
-            for idx in _batches(x_all.shape[0], cfg.batch_size):
-                for k, a in enumerate(layer_activations(model, x_all[idx])):
+            for (x,) in _views(cfg.batch_size, x_all):
+                for k, a in enumerate(layer_activations(model, x)):
                     acts[k].append(a)
             t0 = time.perf_counter()
             prof = complexity_of({n: torch.cat(a) for n, a in zip(names, acts)}, y_all, group_size, groups, levels)

@@ -79,8 +79,7 @@ class FusedAdam:
                     st["step"] = torch.zeros((), dtype=torch.float32, device=p.device)
                     st["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                     st["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-            for p in params:  # the layout the fused kernel assumes (autograd's gradient layout contract)
-                if p.grad.stride() != p.stride():
+                if p.grad.stride() != p.stride():  # the layout the fused kernel assumes (autograd's layout contract)
                     p.grad = torch.empty_like(p, memory_format=torch.preserve_format).copy_(p.grad)
             groups: Dict[tuple, List[torch.Tensor]] = {}
             for p in params:  # one kernel per device and dtype, as torch groups them

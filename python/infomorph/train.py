@@ -79,12 +79,23 @@ class TrainConfig:
         return cls(**{k: v for k, v in d.items() if k in names})
 
 
+def _n_batches(n: int, batch_size: int) -> int:
+    """ceil(n / batch_size), at least 1: the number of batches of nearly equal size (no tiny last
+    batch: the goal's probability estimates and the inversion rule both use batch statistics)."""
+    return max(1, -(-n // batch_size))
+
+
 def _batches(n: int, batch_size: int, perm: Optional[torch.Tensor] = None) -> List[torch.Tensor]:
-    """ceil(n / batch_size) batches of nearly equal size (no tiny last batch: the goal's
-    probability estimates and the inversion rule both use batch statistics)."""
+    """The sample indices (``perm``, else 0..n-1) of each of :func:`_n_batches` batches."""
     idx = perm if perm is not None else torch.arange(n)
-    k = max(1, -(-n // batch_size))
-    return list(torch.tensor_split(idx, k))
+    return list(torch.tensor_split(idx, _n_batches(n, batch_size)))
+
+
+def _views(batch_size: int, *tensors: torch.Tensor):
+    """The batches of :func:`_batches` in sample order, as views of each tensor (no gathered
+    copies): tuples (one slice per tensor)."""
+    k = _n_batches(tensors[0].shape[0], batch_size)
+    return zip(*(torch.tensor_split(t, k) for t in tensors))
 
 
 @torch.no_grad()
@@ -93,11 +104,8 @@ def evaluate(model, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024) ->
     if x.shape[0] == 0:
         return float("nan")
     correct = 0
-    start = 0
-    for idx in _batches(x.shape[0], batch_size):  # consecutive: views, not gathered copies
-        stop = start + idx.numel()
-        correct += int((model.predict(x[start:stop]) == y[start:stop]).sum())
-        start = stop
+    for xb, yb in _views(batch_size, x, y):
+        correct += int((model.predict(xb) == yb).sum())
     return correct / x.shape[0]
 
 
@@ -249,7 +257,7 @@ def _train_locked(cfg: TrainConfig, out_dir: str, resume: bool, log: Callable[[s
     names = layer_names(model)
     infomorphic = not isinstance(model, BackpropNet)
     n_train = data.x_train.shape[0]
-    n_batches = len(_batches(n_train, cfg.batch_size))
+    n_batches = _n_batches(n_train, cfg.batch_size)
     atom_names = [gamma_names(layer.n_sources) for layer in model.layers] if infomorphic else None
     t_start = time.perf_counter()
     start_epoch = len(history) + 1
