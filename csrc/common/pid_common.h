@@ -51,15 +51,18 @@ inline int64_t checked_full_cells(const std::vector<int64_t>& nbins) {
 // The result is the lower_bound over the K + 1 passed edges (never recomputed edges, so every
 // backend and torch.bucketize(right=False) agree bit for bit). For speed the index is first guessed
 // from the edge spacing (edges are linspace in practice: e0 = edges[0], inv_width = K / (e_K - e0),
-// or 0 to disable the guess) and then verified against the edges themselves; a wrong guess (a value
-// on an edge, uneven edges) falls back to a binary search, so the guess never changes the answer.
+// or 0 to disable the guess) and then verified against the edges themselves; a wrong guess (rounding
+// next to an edge, uneven edges) falls back to a binary search, so the guess never changes the answer.
 // NaN compares false everywhere and lands in bin 0.
 template <typename T>
 INFOMORPH_INLINE int bin_index(T x, const T* edges, int K, T lo, T hi, double e0, double inv_width) {
     T v = x < lo ? lo : x;  // torch.clamp order: max with lo first, then min with hi
     v = hi < v ? hi : v;
     const double t = (double(v) - e0) * inv_width;
-    int idx = t >= 0.0 ? (t < double(K) ? int(t) + 1 : K + 1) : 0;
+    // the lower bound itself is ceil(t): right on an edge too, so also for every value clamped to
+    // the top edge (a guess of floor(t) + 1 sent those, a large share of trained layers' inputs,
+    // to the binary search)
+    int idx = t > 0.0 ? (t <= double(K) ? int(std::ceil(t)) : K + 1) : 0;
     const bool ok = (idx == 0 || edges[idx - 1] < v) && (idx > K || !(edges[idx] < v));
     if (!ok) {
         const T* base = edges;

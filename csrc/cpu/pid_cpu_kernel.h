@@ -544,9 +544,10 @@ __attribute__((target("avx2,fma"))) inline void bin_source_avx2(const float* xs,
         v = _mm256_blendv_ps(v, vlo, _mm256_cmp_ps(v, vlo, _CMP_LT_OQ));  // torch.clamp order
         v = _mm256_blendv_ps(v, vhi, _mm256_cmp_ps(vhi, v, _CMP_LT_OQ));
         const __m256 t = _mm256_mul_ps(_mm256_sub_ps(v, ve0), viw);
-        __m256i idx = _mm256_add_epi32(_mm256_cvttps_epi32(t), one);
-        idx = _mm256_blendv_epi8(kp1, idx, _mm256_castps_si256(_mm256_cmp_ps(t, vK, _CMP_LT_OQ)));
-        idx = _mm256_and_si256(idx, _mm256_castps_si256(_mm256_cmp_ps(t, vzero, _CMP_GE_OQ)));
+        // bin_index's guess: ceil(t) for 0 < t <= K, K + 1 above, 0 below (and NaN)
+        __m256i idx = _mm256_cvttps_epi32(_mm256_ceil_ps(_mm256_min_ps(t, vK)));
+        idx = _mm256_blendv_epi8(kp1, idx, _mm256_castps_si256(_mm256_cmp_ps(t, vK, _CMP_LE_OQ)));
+        idx = _mm256_and_si256(idx, _mm256_castps_si256(_mm256_cmp_ps(t, vzero, _CMP_GT_OQ)));
         __m256 elo, ehi;
         if (in_regs) {  // the table in registers: permutes and blends instead of two gathers
             elo = lookup32_avx2(lo_t, idx);
@@ -601,12 +602,13 @@ __attribute__((target("avx2,fma"))) inline void bin_source_avx2(const double* xs
         v = _mm256_blendv_pd(v, vlo, _mm256_cmp_pd(v, vlo, _CMP_LT_OQ));
         v = _mm256_blendv_pd(v, vhi, _mm256_cmp_pd(vhi, v, _CMP_LT_OQ));
         const __m256d t = _mm256_mul_pd(_mm256_sub_pd(v, ve0), viw);
-        // t < K and t >= 0 as int32 masks (the low half of each 64-bit compare lane)
-        const __m128i lt = _mm256_cvtpd_epi32(_mm256_and_pd(_mm256_cmp_pd(t, vK, _CMP_LT_OQ), _mm256_set1_pd(-1.0)));
-        const __m128i ge = _mm256_cvtpd_epi32(_mm256_and_pd(_mm256_cmp_pd(t, vzero, _CMP_GE_OQ), _mm256_set1_pd(-1.0)));
-        __m128i idx = _mm_add_epi32(_mm256_cvttpd_epi32(_mm256_min_pd(t, vK)), one);
-        idx = _mm_blendv_epi8(kp1, idx, lt);
-        idx = _mm_and_si128(idx, ge);
+        // bin_index's guess: ceil(t) for 0 < t <= K, K + 1 above, 0 below (and NaN); t <= K and
+        // t > 0 as int32 masks (the low half of each 64-bit compare lane)
+        const __m128i le = _mm256_cvtpd_epi32(_mm256_and_pd(_mm256_cmp_pd(t, vK, _CMP_LE_OQ), _mm256_set1_pd(-1.0)));
+        const __m128i gt = _mm256_cvtpd_epi32(_mm256_and_pd(_mm256_cmp_pd(t, vzero, _CMP_GT_OQ), _mm256_set1_pd(-1.0)));
+        __m128i idx = _mm256_cvttpd_epi32(_mm256_ceil_pd(_mm256_min_pd(t, vK)));
+        idx = _mm_blendv_epi8(kp1, idx, le);
+        idx = _mm_and_si128(idx, gt);
         const __m256d elo = _mm256_i32gather_pd(pad, idx, 8);
         const __m256d ehi = _mm256_i32gather_pd(pad + 1, idx, 8);
         const __m256d ok = _mm256_andnot_pd(_mm256_cmp_pd(ehi, v, _CMP_LT_OQ), _mm256_cmp_pd(elo, v, _CMP_LT_OQ));
