@@ -112,6 +112,17 @@ def main(argv=None) -> int:
                     help="validation and test every this many epochs (and after epochs 0 and the last)")
     ap.add_argument("--out", default=os.path.join(ROOT, "runs", "published_multilayer"))
     args = ap.parse_args(argv)
+    for name in ("epochs", "passes", "threads", "eval_every"):
+        if getattr(args, name) < (0 if name == "epochs" else 1):
+            ap.error(f"--{name.replace('_', '-')} must be >= {0 if name == 'epochs' else 1}, got {getattr(args, name)}")
+    try:
+        h1, h2 = (int(v) for v in args.hidden.split(","))
+    except ValueError:
+        ap.error(f"--hidden must be two sizes like 800,200, got {args.hidden!r}")
+    if min(h1, h2) < 1:
+        ap.error(f"--hidden sizes must be >= 1, got {args.hidden!r}")
+    if not os.path.isdir(os.path.join(args.im_net, "im_net")):
+        ap.error(f"--im-net: {args.im_net!r} holds no im_net package (the published repository's root is expected)")
     torch.set_num_threads(args.threads)
     torch.set_default_dtype(torch.float32)
     # im_net.helper_functions imports sklearn for a confusion matrix this script does not use
@@ -135,7 +146,6 @@ def main(argv=None) -> int:
     np.random.seed(args.seed)
     torch.manual_seed(args.seed)
     (xtr, ytr), (xva, yva), (xte, yte) = load_data(args.seed)
-    h1, h2 = (int(v) for v in args.hidden.split(","))
     hidden_bins = prob_estim.BinningFixedSize("cpu", [20, 20, 20], [[-20, 20]] * 3, normalize=True)
     output_bins = prob_estim.BinningAdaptiveSize("cpu", [20, 20], normalize=True)
     gen = torch.Generator().manual_seed(args.seed)

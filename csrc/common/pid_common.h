@@ -60,8 +60,7 @@ INFOMORPH_INLINE int bin_index(T x, const T* edges, int K, T lo, T hi, double e0
     v = hi < v ? hi : v;
     const double t = (double(v) - e0) * inv_width;
     // the lower bound itself is ceil(t): right on an edge too, so also for every value clamped to
-    // the top edge (a guess of floor(t) + 1 sent those, a large share of trained layers' inputs,
-    // to the binary search)
+    // the top edge (a guess of floor(t) + 1 sent each of those to the binary search)
     int idx = t > 0.0 ? (t <= double(K) ? int(std::ceil(t)) : K + 1) : 0;
     const bool ok = (idx == 0 || edges[idx - 1] < v) && (idx > K || !(edges[idx] < v));
     if (!ok) {
