@@ -330,6 +330,46 @@ def test_binning_at_edges_and_their_neighbours(dtype, nbins, ranges):
     _check(args)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("edges_kind", ["uniform", "moved", "uneven"])
+def test_binning_certain_vectors_and_the_rest(dtype, edges_kind):
+    """The vector binning skips the edge lookups for a vector whose values are all certain (the
+    guess ceil(t) off every integer by more than the edges' distance from a uniform grid plus the
+    rounding of t, or a value at a clamp). Sparse values near the edges, so that certain and
+    uncertain vectors mix: 1 to 64 ulps and 1e-7 to 1e-2 bins from an edge, on the uniform grid
+    where edges were moved off it by up to 0.1 bin, at the clamps and beyond; edges uniform, moved,
+    or far from uniform (no vector certain). The bins must follow the contract (the oracle's
+    torch.bucketize), so the results must match it."""
+    nbins, lo, hi = (20, 20, 20), -20.0, 20.0
+    args = _inputs(1024, 4, nbins, ranges=(lo, hi), dtype=dtype, seed=31, on_edges=False, scale=8.0)
+    x, edges = args[0], args[2]
+    g = torch.Generator().manual_seed(32)
+    w = (hi - lo) / 20
+    grid = torch.linspace(lo, hi, 21, dtype=torch.float64)
+    for j in range(3):
+        if edges_kind == "moved":
+            edges[j, 1:20] = (grid[1:20] + w * 0.1 * (2 * torch.rand(19, generator=g, dtype=torch.float64) - 1)).to(dtype)
+        elif edges_kind == "uneven":
+            edges[j, :21] = (lo + (hi - lo) * torch.linspace(0, 1, 21, dtype=torch.float64) ** 2).to(dtype)
+        e = edges[j, :21].double()
+        shape = x.shape[:2]
+        k = torch.randint(0, 21, shape, generator=g)
+        base = torch.where(torch.rand(shape, generator=g) < 0.5, e[k], grid[k])
+        kind = torch.randint(0, 3, shape, generator=g)
+        ulps = 2.0 ** torch.randint(0, 7, shape, generator=g).double()
+        sign = torch.randint(0, 2, shape, generator=g).double() * 2 - 1
+        eps = torch.finfo(dtype).eps
+        rel = 10.0 ** -torch.randint(2, 8, shape, generator=g).double()
+        near = torch.where(kind == 0, base * (1 + sign * ulps * eps), torch.where(kind == 1, base + sign * rel * w, base))
+        pick = torch.rand(shape, generator=g)
+        v = x[..., j].double()
+        v = torch.where(pick < 0.04, near, v)
+        v = torch.where((pick >= 0.04) & (pick < 0.06), sign * 25.0, v)
+        v = torch.where((pick >= 0.06) & (pick < 0.07), args[4][j].double(), v)
+        x[..., j] = v.to(dtype)
+    _check(args)
+
+
 def test_vector_log2_within_three_ulp():
     """The engine's own log2 (pid_cpu_simd.h: range reduction to [sqrt(1/2), sqrt(2)), fdlibm's
     minimax polynomial) against numpy's log2 over its domain [0, 2^900]: log-uniform values from

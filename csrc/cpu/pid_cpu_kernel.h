@@ -47,6 +47,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <mutex>
 #include <vector>
@@ -482,6 +483,22 @@ inline void pad_edges(T* pad, const T* edges, int K) {
     pad[K + 2] = INFINITY;
 }
 
+// The guess ceil(t) (t = (v - e0) inv_width, in dtype T) is the lower bound for certain, with no
+// look at the edges, where t lies farther than this margin from every integer: the margin is the
+// edges' largest distance from the affine model e0 + k / inv_width (in bins) plus the rounding of t
+// (three roundings in T of |t| <= tmax, counted as 8 unit roundoffs) plus a safety term. Then for
+// every edge k, v > e_k exactly when t > k, so the count of edges below v is the guess. Negative:
+// no value is certain (edges far from uniform, no guess scale, infinite clamps).
+template <typename T>
+inline double guess_margin(const T* edges, int K, T lo, T hi, double e0, double inv_width) {
+    if (!(inv_width > 0.0) || !std::isfinite(double(lo)) || !std::isfinite(double(hi))) return -1.0;
+    double dev = 0.0;
+    for (int k = 0; k <= K; ++k) dev = std::max(dev, std::abs((double(edges[k]) - e0) * inv_width - double(k)));
+    const double tmax = std::max(std::abs(double(lo) - e0), std::abs(double(hi) - e0)) * inv_width;
+    const double m = dev + tmax * 4.0 * double(std::numeric_limits<T>::epsilon()) + 1e-9 * (1.0 + tmax);
+    return std::isfinite(m) && m < 0.25 ? m : -1.0;
+}
+
 template <typename T>
 inline void redo_failed_lanes(int fail, const T* raw, int32_t* bins, const T* edges, int K, T lo, T hi, double e0,
                               double inv_width) {
@@ -535,6 +552,14 @@ __attribute__((target("avx2,fma"))) inline void bin_source_avx2(const float* xs,
     const __m256i km1 = _mm256_set1_epi32(K - 1), kp1 = _mm256_set1_epi32(K + 1);
     const __m256i vstride = _mm256_set1_epi32(int(jstride));
     const bool div = scale > 0.0f;
+    // certain lanes (guess_margin): t off every integer by more than the margin, or v at a clamp
+    // (clamped values sit exactly on lo or hi, whose bins are known)
+    const double margin = n8 > 0 ? guess_margin<float>(edges, K, lo, hi, e0, inv_width) : -1.0;
+    const bool quick = margin >= 0.0;
+    const __m256 vmargin = _mm256_set1_ps(float(margin) * 1.001f);
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    const __m256i blo = _mm256_set1_epi32(quick ? bin_index<float>(lo, edges, K, lo, hi, e0, inv_width) : 0);
+    const __m256i bhi = _mm256_set1_epi32(quick ? bin_index<float>(hi, edges, K, lo, hi, e0, inv_width) : 0);
     __m256 nonfinite = vzero;
     for (int64_t i = 0; i < n8; i += 8) {
         __m256 v = row == 1 ? _mm256_loadu_ps(xs + i) : _mm256_i32gather_ps(xs + i * row, off, 4);
@@ -548,6 +573,21 @@ __attribute__((target("avx2,fma"))) inline void bin_source_avx2(const float* xs,
         __m256i idx = _mm256_cvttps_epi32(_mm256_ceil_ps(_mm256_min_ps(t, vK)));
         idx = _mm256_blendv_epi8(kp1, idx, _mm256_castps_si256(_mm256_cmp_ps(t, vK, _CMP_LE_OQ)));
         idx = _mm256_and_si256(idx, _mm256_castps_si256(_mm256_cmp_ps(t, vzero, _CMP_GT_OQ)));
+        if (quick) {
+            const __m256 off_int = _mm256_andnot_ps(sign, _mm256_sub_ps(t, _mm256_round_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)));
+            const __m256 at_lo = _mm256_cmp_ps(v, vlo, _CMP_EQ_OQ), at_hi = _mm256_cmp_ps(v, vhi, _CMP_EQ_OQ);
+            const __m256 sure = _mm256_or_ps(_mm256_cmp_ps(off_int, vmargin, _CMP_GT_OQ), _mm256_or_ps(at_lo, at_hi));
+            if (_mm256_movemask_ps(sure) == 0xFF) {  // every lane certain: no edge lookups
+                __m256i b = _mm256_min_epi32(_mm256_max_epi32(_mm256_sub_epi32(idx, one), izero), km1);
+                b = _mm256_blendv_epi8(b, blo, _mm256_castps_si256(at_lo));
+                b = _mm256_blendv_epi8(b, bhi, _mm256_castps_si256(at_hi));
+                _mm256_storeu_si256(reinterpret_cast<__m256i*>(bins + i), b);
+                __m256i c = _mm256_mullo_epi32(b, vstride);
+                if (!first) c = _mm256_add_epi32(c, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(cells + i)));
+                _mm256_storeu_si256(reinterpret_cast<__m256i*>(cells + i), c);
+                continue;
+            }
+        }
         __m256 elo, ehi;
         if (in_regs) {  // the table in registers: permutes and blends instead of two gathers
             elo = lookup32_avx2(lo_t, idx);
@@ -593,6 +633,12 @@ __attribute__((target("avx2,fma"))) inline void bin_source_avx2(const double* xs
     const __m128i km1 = _mm_set1_epi32(K - 1), kp1 = _mm_set1_epi32(K + 1);
     const __m128i vstride = _mm_set1_epi32(int(jstride));
     const bool div = scale > 0.0;
+    // certain lanes as in the float flavour (guess_margin)
+    const double margin = n4 > 0 ? guess_margin<double>(edges, K, lo, hi, e0, inv_width) : -1.0;
+    const bool quick = margin >= 0.0;
+    const __m256d vmargin = _mm256_set1_pd(margin * 1.001), sign = _mm256_set1_pd(-0.0), mone = _mm256_set1_pd(-1.0);
+    const __m128i blo = _mm_set1_epi32(quick ? bin_index<double>(lo, edges, K, lo, hi, e0, inv_width) : 0);
+    const __m128i bhi = _mm_set1_epi32(quick ? bin_index<double>(hi, edges, K, lo, hi, e0, inv_width) : 0);
     __m256d nonfinite = vzero;
     for (int64_t i = 0; i < n4; i += 4) {
         __m256d v = row == 1 ? _mm256_loadu_pd(xs + i) : _mm256_i32gather_pd(xs + i * row, off, 8);
@@ -609,6 +655,21 @@ __attribute__((target("avx2,fma"))) inline void bin_source_avx2(const double* xs
         __m128i idx = _mm256_cvttpd_epi32(_mm256_ceil_pd(_mm256_min_pd(t, vK)));
         idx = _mm_blendv_epi8(kp1, idx, le);
         idx = _mm_and_si128(idx, gt);
+        if (quick) {
+            const __m256d off_int = _mm256_andnot_pd(sign, _mm256_sub_pd(t, _mm256_round_pd(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)));
+            const __m256d at_lo = _mm256_cmp_pd(v, vlo, _CMP_EQ_OQ), at_hi = _mm256_cmp_pd(v, vhi, _CMP_EQ_OQ);
+            const __m256d sure = _mm256_or_pd(_mm256_cmp_pd(off_int, vmargin, _CMP_GT_OQ), _mm256_or_pd(at_lo, at_hi));
+            if (_mm256_movemask_pd(sure) == 0xF) {  // every lane certain: no edge lookups
+                __m128i b = _mm_min_epi32(_mm_max_epi32(_mm_sub_epi32(idx, one), izero), km1);
+                b = _mm_blendv_epi8(b, blo, _mm256_cvtpd_epi32(_mm256_and_pd(at_lo, mone)));
+                b = _mm_blendv_epi8(b, bhi, _mm256_cvtpd_epi32(_mm256_and_pd(at_hi, mone)));
+                _mm_storeu_si128(reinterpret_cast<__m128i*>(bins + i), b);
+                __m128i c = _mm_mullo_epi32(b, vstride);
+                if (!first) c = _mm_add_epi32(c, _mm_loadu_si128(reinterpret_cast<const __m128i*>(cells + i)));
+                _mm_storeu_si128(reinterpret_cast<__m128i*>(cells + i), c);
+                continue;
+            }
+        }
         const __m256d elo = _mm256_i32gather_pd(pad, idx, 8);
         const __m256d ehi = _mm256_i32gather_pd(pad + 1, idx, 8);
         const __m256d ok = _mm256_andnot_pd(_mm256_cmp_pd(ehi, v, _CMP_LT_OQ), _mm256_cmp_pd(elo, v, _CMP_LT_OQ));
