@@ -267,8 +267,30 @@ public:
     // slot() of keys[0..n) into out[0..n): the same lookups with the table's state in locals, so
     // the stores through the map cannot alias it (slot() reloads used_ after every store).
     // first (optional, [n + 1]): first[v] = the index i of the key that created slot v.
+    // few: the caller expects few distinct keys (a trained layer's neuron: 25-35 joint cells of
+    // 1024 samples). The map is then written only when a key is new, a rare and well-predicted
+    // branch, so a key repeated in consecutive samples does not wait on the store of the one
+    // before; with many distinct keys the branch-free loop is faster. Same slots either way.
     void slots_of(const uint32_t* __restrict keys, int64_t n, int32_t* __restrict out,
-                  int32_t* __restrict first = nullptr) {
+                  int32_t* __restrict first = nullptr, bool few = false) {
+        if (direct_ && few && first) {
+            int32_t* __restrict dmap = dmap_.data();
+            uint32_t* __restrict sk = slot_key_.data();
+            int32_t used = used_;
+            for (int64_t i = 0; i < n; ++i) {
+                const uint32_t key = keys[i];
+                int32_t v = dmap[key];
+                if (__builtin_expect(v < 0, 0)) {
+                    v = used++;
+                    dmap[key] = v;
+                    sk[v] = key;
+                    first[v] = int32_t(i);
+                }
+                out[i] = v;
+            }
+            used_ = used;
+            return;
+        }
         if (!direct_) {
             for (int64_t i = 0; i < n; ++i) {
                 const int32_t before = used_;
@@ -345,6 +367,7 @@ struct Workspace {
     std::vector<int32_t> tfirst;       // [S][row_stride] a joint cell of each slot of each subset table
     std::vector<int32_t> pmap;         // [2][row_stride] parent-slot -> slot map, and the creating parent slots
     std::vector<int32_t> sbins;        // [n][row_stride] bin of each sample per source
+    bool few_cells = false;            // the last neuron had few joint cells (CellTable::slots_of)
     // a block of up to kBlock neurons transposed: x [neuron][source][row_stride], theta and dtheta [neuron][row_stride]
     std::vector<double> xbuf, tbuf, dbuf;
     static constexpr int kBlock = 16;
@@ -863,9 +886,10 @@ INFOMORPH_INLINE void pid_neuron_body(const LayerPlan& p, Workspace& ws, int64_t
     int32_t* __restrict sample_uid = ws.sample_uid.data();
     int32_t* __restrict ubins = ws.ubins.data();
     int32_t* __restrict first = ws.first.data();
-    joint.slots_of(cells, B, sample_uid, first);
+    joint.slots_of(cells, B, sample_uid, first, ws.few_cells);
     INFOMORPH_PHASE(14)
     const int32_t U = joint.used();
+    ws.few_cells = int64_t(U) * 16 <= B;  // a hint for the next neuron of this workspace (speed only)
     // 1c. theta mass and count per joint cell, the bins of each occupied cell (from its first sample)
     double P0 = 0.0, P1 = 0.0;  // raw sums of theta(fire), theta(silent): p(y) = P_y / B
     {
