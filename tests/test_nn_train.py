@@ -54,6 +54,26 @@ def test_resume_continues_exactly(tmp_path):
     assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
+def test_test_set_after_the_last_epoch_only_trains_the_same(tmp_path):
+    """test_every_epoch=False (goal-search trials) evaluates the test set after the last epoch only;
+    evaluation draws its samples from a forked random state, so the training is the same either
+    way: the same losses, validation accuracies, final test accuracy and weights."""
+    every = train(_cfg(epochs=3), str(tmp_path / "a"), log=_quiet, show_progress=False)
+    msgs = []
+    last = train(_cfg(epochs=3, test_every_epoch=False), str(tmp_path / "b"), log=msgs.append, show_progress=False)
+    assert [h["test_accuracy"] is None for h in last["history"]] == [True, True, False]
+    assert all(h["test_accuracy"] is not None for h in every["history"])
+    assert last["test_accuracy"] == every["test_accuracy"] == every["history"][-1]["test_accuracy"]
+    for a, b in zip(every["history"], last["history"]):
+        for key in ("val_accuracy", "train_accuracy", "loss", "goal", "atoms"):
+            assert a[key] == b[key], key
+    lines = [m for m in msgs if m.startswith("epoch ")]
+    assert ["test -" in m for m in lines] == [True, True, False]
+    sa = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=False)["model"]
+    sb = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=False)["model"]
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
 def test_resume_needs_a_checkpoint(tmp_path):
     with pytest.raises(UserError, match="checkpoint"):
         train(_cfg(), str(tmp_path), resume=True, log=_quiet)

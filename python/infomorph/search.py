@@ -365,7 +365,9 @@ def train_goal(settings_train: Dict[str, Any], goal: Dict[str, float], seed: int
     """One training run with the hidden goal ``goal``; returns train's results dict."""
     from .train import TrainConfig, train
 
-    cfg = TrainConfig.from_dict(dict(settings_train, goal=[goal[n] for n in gamma_names(N_SOURCES)], seed=seed))
+    # the objective is the validation accuracy: the test set only after the last epoch (trials.csv)
+    cfg = TrainConfig.from_dict(dict(settings_train, goal=[goal[n] for n in gamma_names(N_SOURCES)], seed=seed,
+                                     test_every_epoch=False))
     if epochs is not None:
         cfg.epochs = epochs
     return train(cfg, run_dir, resume=False, log=lambda s: None, show_progress=False, data=data,
