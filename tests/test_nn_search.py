@@ -194,6 +194,41 @@ def test_successive_halving_stops_trials_at_its_rungs():
     assert S._pruner(replace(settings, prune="none")).__class__.__name__ == "NopPruner"
 
 
+def test_successive_halving_first_rung_and_factor_are_options():
+    """--prune-min-epochs 1 --prune-factor 4: rungs at 1, 4, 16 and 64 epochs, a quarter goes on.
+    Trials with constant accuracies: the first passes every rung; a trial below the top quarter stops
+    at epoch 1; a trial that is the best at the first rungs but not at 16 stops there."""
+    settings = S.SearchSettings(out=".", storage="", study="r", sampler="random", prune="sha", trials=1, seed=0,
+                                startup_trials=1, heartbeat=5, space={}, fixed={}, train={"epochs": 100},
+                                prune_min_epochs=1, prune_factor=4)
+    study = optuna.create_study(direction="maximize", pruner=S._pruner(settings))
+
+    def run(curve):
+        trial = study.ask()
+        for epoch in range(1, 101):
+            acc = curve(epoch)
+            trial.report(acc, epoch)
+            if trial.should_prune():
+                study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+                return epoch
+        study.tell(trial, acc)
+        return 100
+
+    assert run(lambda e: 0.5) == 100
+    for a in (0.6, 0.7, 0.8):
+        run(lambda e, a=a: a)
+    assert run(lambda e: 0.1) == 1  # below the top quarter at the first rung
+    assert run(lambda e: 0.99 if e < 16 else 0.2) == 16  # passes rungs 1 and 4, not 16
+    ident = settings.identity()
+    assert ident["prune_min_epochs"] == 1 and ident["prune_factor"] == 4
+    from dataclasses import replace
+
+    plain = replace(settings, prune_min_epochs=None, prune_factor=3).identity()
+    assert "prune_min_epochs" not in plain and "prune_factor" not in plain  # earlier studies still resume
+    line = S._cmd_line(replace(settings, train={"dataset": "mnist", "setup": 1, "hidden": [100], "epochs": 100}))
+    assert line[-6:-2] == ["--prune-min-epochs", "1", "--prune-factor", "4"]
+
+
 def test_analyze_writes_importances_ablations_and_plots(tmp_path):
     out = tmp_path / "s"
     r = _cli("search", *TINY, "--epochs", "1", "--trials", "6", "--sampler", "random", "--fix", "H_res=0",
@@ -221,6 +256,9 @@ def test_analyze_writes_importances_ablations_and_plots(tmp_path):
 @pytest.mark.parametrize("args, needle", [
     (["--sampler", "grid"], "--sampler: unknown sampler 'grid'"),
     (["--prune", "always"], "--prune: unknown pruner 'always'"),
+    (["--prune", "median", "--prune-min-epochs", "1"], "--prune-min-epochs/--prune-factor: only for --prune sha"),
+    (["--prune", "sha", "--prune-factor", "1"], "--prune-factor: expected an integer of at least 2"),
+    (["--prune", "sha", "--prune-min-epochs", "11"], "--prune-min-epochs: the first rung (11) must not exceed"),
     (["--storage", "not a url"], "--storage: 'not a url' is not a database URL"),
     (["--storage", "postgresql://nobody@127.0.0.1:1/none"], "--storage: cannot open the database"),
     (["--fix", "{1}{9}=0"], "--fix: '{1}{9}' is no atom"),

@@ -58,6 +58,11 @@ def add_search_parsers(sub, positive) -> None:
     s.add_argument("--prune", default="median",
                    help="median, hyperband, sha (asynchronous successive halving: rungs at a tenth, three tenths "
                         "and nine tenths of the epochs, a third goes on) or none (validation accuracy per epoch)")
+    s.add_argument("--prune-min-epochs", type=positive, default=None, metavar="N",
+                   help="sha and hyperband: the first rung, in epochs (default a tenth of the epochs); rungs at "
+                        "N, N*R, N*R^2, ... epochs")
+    s.add_argument("--prune-factor", type=int, default=3, metavar="R",
+                   help="sha and hyperband: reduction factor, a 1/R share of the trials goes on at a rung (default 3)")
     s.add_argument("--jobs", type=positive, default=1, help="worker processes on this machine (cores split among them)")
     s.add_argument("--storage", help="optuna storage URL (default: sqlite:///DIR/study.db); postgresql://... for many machines")
     s.add_argument("--study", default="infomorph-goal", help="study name inside the storage")
@@ -112,11 +117,19 @@ class SearchSettings:
     space: Dict[str, Tuple[float, float]]  # searched atoms (gamma order) -> (low, high)
     fixed: Dict[str, float]  # atoms held fixed -> value
     train: Dict[str, Any] = field(default_factory=dict)  # TrainConfig fields except goal/seed
+    prune_min_epochs: Optional[int] = None  # sha/hyperband first rung (None: a tenth of the epochs)
+    prune_factor: int = 3  # sha/hyperband reduction factor
 
     def identity(self) -> Dict[str, Any]:
         """The part a resumed study must agree on."""
-        return {"sampler": self.sampler, "prune": self.prune, "space": {k: list(v) for k, v in self.space.items()},
-                "fixed": self.fixed, "train": self.train, "seed": self.seed}
+        ident = {"sampler": self.sampler, "prune": self.prune, "space": {k: list(v) for k, v in self.space.items()},
+                 "fixed": self.fixed, "train": self.train, "seed": self.seed}
+        # named only where set, so that studies started before these options still resume
+        if self.prune_min_epochs is not None:
+            ident["prune_min_epochs"] = self.prune_min_epochs
+        if self.prune_factor != 3:
+            ident["prune_factor"] = self.prune_factor
+        return ident
 
 
 def _optuna():
@@ -196,6 +209,14 @@ def settings_from_args(args) -> SearchSettings:
         raise UserError(f"--sampler: unknown sampler {args.sampler!r}; choose one of {', '.join(SAMPLERS)}")
     if args.prune not in PRUNERS:
         raise UserError(f"--prune: unknown pruner {args.prune!r}; choose one of {', '.join(PRUNERS)}")
+    if args.prune_factor < 2:
+        raise UserError(f"--prune-factor: expected an integer of at least 2, got {args.prune_factor}")
+    if args.prune_min_epochs is not None or args.prune_factor != 3:
+        if args.prune not in ("sha", "hyperband"):
+            raise UserError(f"--prune-min-epochs/--prune-factor: only for --prune sha or hyperband, got --prune {args.prune}")
+        if args.prune_min_epochs is not None and args.prune_min_epochs > (args.epochs or 10):
+            raise UserError(f"--prune-min-epochs: the first rung ({args.prune_min_epochs}) must not exceed "
+                            f"the epochs per trial ({args.epochs or 10})")
     space, fixed = parse_space(args.space, args.fix)
     if args.sampler == "cmaes" and len(space) < 2:
         raise UserError("--sampler cmaes needs at least two searched atoms")
@@ -206,7 +227,8 @@ def settings_from_args(args) -> SearchSettings:
     startup = args.startup_trials or min(100, max(10, args.trials // 5))
     return SearchSettings(out=out, storage=storage, study=args.study, sampler=args.sampler, prune=args.prune,
                           trials=args.trials, seed=args.seed, startup_trials=startup, heartbeat=args.heartbeat,
-                          space=space, fixed=fixed, train=train)
+                          space=space, fixed=fixed, train=train, prune_min_epochs=args.prune_min_epochs,
+                          prune_factor=args.prune_factor)
 
 
 def _hidden_password(url: str) -> str:
@@ -301,13 +323,15 @@ def _sampler(settings: SearchSettings, number: int):
 def _pruner(settings: SearchSettings):
     optuna = _optuna()
     epochs = int(settings.train["epochs"])
+    first = settings.prune_min_epochs or max(1, epochs // 10)
+    factor = settings.prune_factor
     if settings.prune == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=10, n_warmup_steps=max(1, epochs // 5))
     if settings.prune == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=max(1, epochs // 10), max_resource=epochs, reduction_factor=3)
+        return optuna.pruners.HyperbandPruner(min_resource=first, max_resource=epochs, reduction_factor=factor)
     if settings.prune == "sha":
-        # hyperband's most aggressive bracket alone: every trial meets the rungs at min_resource * 3^k
-        return optuna.pruners.SuccessiveHalvingPruner(min_resource=max(1, epochs // 10), reduction_factor=3)
+        # hyperband's most aggressive bracket alone: every trial meets the rungs at min_resource * R^k
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=first, reduction_factor=factor)
     return optuna.pruners.NopPruner()
 
 
@@ -766,6 +790,10 @@ def _cmd_line(s: SearchSettings) -> List[str]:
     parts = ["--dataset", str(t["dataset"]), "--setup", str(t["setup"]), "--hidden", ",".join(map(str, t["hidden"])),
              "--epochs", str(t["epochs"]), "--trials", str(s.trials), "--sampler", s.sampler, "--prune", s.prune,
              "--seed", str(s.seed), "--study", s.study]
+    if s.prune_min_epochs is not None:
+        parts += ["--prune-min-epochs", str(s.prune_min_epochs)]
+    if s.prune_factor != 3:
+        parts += ["--prune-factor", str(s.prune_factor)]
     parts += [x for n, v in s.fixed.items() for x in ("--fix", f"{n}={v}")]
     return parts + ["--out", s.out]
 
