@@ -5,8 +5,9 @@
 Each case runs in a fresh process with PYTHONPATH=ROOT:ROOT/python (so both the engine and the
 network package come from that checkout): a layer's ``ik.pid_goal(...).sum().backward()`` through
 the public API on the suite's inputs (bench/test_kernels.make_layer of AFTER_ROOT), or a Setup 1
-training step. Rounds alternate before and after, so both sides see the same machine noise; the
-table gives the median of the rounds' medians and, in brackets, the fastest call (ms).
+training step (on random pixels, or on a batch of MNIST images). Rounds alternate before and
+after, so both sides see the same machine noise; the table gives the median of the rounds' medians
+and, in brackets, the fastest call (ms).
 """
 from __future__ import annotations
 
@@ -59,6 +60,29 @@ for _ in range(reps):
 print(json.dumps({"median": statistics.median(ts) * 1e3, "min": min(ts) * 1e3}))
 """
 
+MNIST_STEP = r"""
+import json, statistics, sys, time, torch
+import torch.nn.functional as F
+from infomorph.data import load_dataset
+from infomorph.goals import OPTIMIZED_GAMMA, OUTPUT_GAMMA
+from infomorph.models import build_model
+from infomorph.train import TrainConfig, make_optimizer
+torch.manual_seed(0); torch.set_num_threads(2)
+hidden, reps = int(sys.argv[1]), int(sys.argv[2])
+data = load_dataset("mnist")
+x = data.x_train[:1024].contiguous(); onehot = F.one_hot(data.y_train[:1024], 10).to(x.dtype)
+model = build_model(1, [hidden], 784, 10, hidden_goal=OPTIMIZED_GAMMA, output_goal=OUTPUT_GAMMA)
+opt = make_optimizer(model, TrainConfig())
+def step():
+    goals, _, _ = model.goals(x, onehot); loss = model.loss(goals)
+    opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
+for _ in range(3): step()
+ts = []
+for _ in range(reps):
+    t0 = time.perf_counter(); step(); ts.append(time.perf_counter() - t0)
+print(json.dumps({"median": statistics.median(ts) * 1e3, "min": min(ts) * 1e3}))
+"""
+
 RUN = r"""
 import json, os, subprocess, sys, tempfile, time
 epochs = sys.argv[1]
@@ -82,6 +106,9 @@ CASES = [("bivariate adaptive, 10 neurons", LAYER, ["10", "2", "20", "float32", 
          ("bivariate, 100 neurons, 60 bins, float64", LAYER, ["100", "2", "60", "float64", "fx", "100"]),
          ("Setup 1 training step, 100 hidden", STEP, ["100", "60"]),
          ("Setup 1 training step, 2000 hidden", STEP, ["2000", "6"]),
+         # the same step on a batch of MNIST images (the trainer's inputs: 81 % blank pixels)
+         ("Setup 1 training step on MNIST, 100 hidden", MNIST_STEP, ["100", "60"]),
+         ("Setup 1 training step on MNIST, 2000 hidden", MNIST_STEP, ["2000", "6"]),
          # the whole command (start-up, data, epochs with validation and test, plots); in brackets: its median epoch
          ("python -m infomorph train, Setup 1, 100 hidden, 10 epochs (wall)", RUN, ["10"]),
          ("python -m infomorph train, Setup 1, 100 hidden, 40 epochs (wall)", RUN, ["40"])]  # fmt: skip
