@@ -44,33 +44,15 @@ from infomorph.goals import OPTIMIZED_GAMMA, OUTPUT_GAMMA
 from infomorph.models import build_model
 from infomorph.train import TrainConfig, make_optimizer
 torch.manual_seed(0); torch.set_num_threads(2)
-hidden, reps = int(sys.argv[1]), int(sys.argv[2])
-g = torch.Generator().manual_seed(0)
-x = torch.rand(1024, 784, generator=g); y = torch.randint(0, 10, (1024,), generator=g)
+hidden, reps, inputs = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+if inputs == "mnist":  # a batch of the trainer's own inputs (81 % blank pixels)
+    from infomorph.data import load_dataset
+    data = load_dataset("mnist")
+    x, y = data.x_train[:1024].contiguous(), data.y_train[:1024]
+else:
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(1024, 784, generator=g); y = torch.randint(0, 10, (1024,), generator=g)
 onehot = F.one_hot(y, 10).to(x.dtype)
-model = build_model(1, [hidden], 784, 10, hidden_goal=OPTIMIZED_GAMMA, output_goal=OUTPUT_GAMMA)
-opt = make_optimizer(model, TrainConfig())
-def step():
-    goals, _, _ = model.goals(x, onehot); loss = model.loss(goals)
-    opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
-for _ in range(3): step()
-ts = []
-for _ in range(reps):
-    t0 = time.perf_counter(); step(); ts.append(time.perf_counter() - t0)
-print(json.dumps({"median": statistics.median(ts) * 1e3, "min": min(ts) * 1e3}))
-"""
-
-MNIST_STEP = r"""
-import json, statistics, sys, time, torch
-import torch.nn.functional as F
-from infomorph.data import load_dataset
-from infomorph.goals import OPTIMIZED_GAMMA, OUTPUT_GAMMA
-from infomorph.models import build_model
-from infomorph.train import TrainConfig, make_optimizer
-torch.manual_seed(0); torch.set_num_threads(2)
-hidden, reps = int(sys.argv[1]), int(sys.argv[2])
-data = load_dataset("mnist")
-x = data.x_train[:1024].contiguous(); onehot = F.one_hot(data.y_train[:1024], 10).to(x.dtype)
 model = build_model(1, [hidden], 784, 10, hidden_goal=OPTIMIZED_GAMMA, output_goal=OUTPUT_GAMMA)
 opt = make_optimizer(model, TrainConfig())
 def step():
@@ -104,11 +86,10 @@ CASES = [("bivariate adaptive, 10 neurons", LAYER, ["10", "2", "20", "float32", 
          ("4 sources, 100 neurons, 20 bins", LAYER, ["100", "4", "20", "float32", "fx", "10"]),
          ("4 sources, 10 neurons, 60 bins", LAYER, ["10", "4", "60", "float32", "fx", "10"]),
          ("bivariate, 100 neurons, 60 bins, float64", LAYER, ["100", "2", "60", "float64", "fx", "100"]),
-         ("Setup 1 training step, 100 hidden", STEP, ["100", "60"]),
-         ("Setup 1 training step, 2000 hidden", STEP, ["2000", "6"]),
-         # the same step on a batch of MNIST images (the trainer's inputs: 81 % blank pixels)
-         ("Setup 1 training step on MNIST, 100 hidden", MNIST_STEP, ["100", "60"]),
-         ("Setup 1 training step on MNIST, 2000 hidden", MNIST_STEP, ["2000", "6"]),
+         ("Setup 1 training step, 100 hidden", STEP, ["100", "60", "random"]),
+         ("Setup 1 training step, 2000 hidden", STEP, ["2000", "6", "random"]),
+         ("Setup 1 training step on MNIST, 100 hidden", STEP, ["100", "60", "mnist"]),
+         ("Setup 1 training step on MNIST, 2000 hidden", STEP, ["2000", "6", "mnist"]),
          # the whole command (start-up, data, epochs with validation and test, plots); in brackets: its median epoch
          ("python -m infomorph train, Setup 1, 100 hidden, 10 epochs (wall)", RUN, ["10"]),
          ("python -m infomorph train, Setup 1, 100 hidden, 40 epochs (wall)", RUN, ["40"])]  # fmt: skip

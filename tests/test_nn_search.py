@@ -165,6 +165,20 @@ def test_pruned_trial_stops_early(tmp_path):
     assert not os.path.exists(out / "trials" / f"run-{t.number}")
 
 
+def _replay(study, curve, epochs: int = 100) -> int:
+    """One trial of ``study`` reporting ``curve(epoch)`` after each epoch until pruned: the epoch it
+    stopped at (``epochs`` if it ran to the end)."""
+    trial = study.ask()
+    for epoch in range(1, epochs + 1):
+        acc = curve(epoch)
+        trial.report(acc, epoch)
+        if trial.should_prune():
+            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+            return epoch
+    study.tell(trial, acc)
+    return epochs
+
+
 def test_successive_halving_stops_trials_at_its_rungs():
     """--prune sha: rungs at a tenth, three tenths and nine tenths of the epochs; a trial goes on past
     a rung only in the top third of the trials that reached it. Replayed on an in-memory study with
@@ -175,18 +189,7 @@ def test_successive_halving_stops_trials_at_its_rungs():
     pruner = S._pruner(settings)
     assert isinstance(pruner, optuna.pruners.SuccessiveHalvingPruner)
     study = optuna.create_study(direction="maximize", pruner=pruner)
-
-    def run(acc):
-        trial = study.ask()
-        for epoch in range(1, 101):
-            trial.report(acc, epoch)
-            if trial.should_prune():
-                study.tell(trial, state=optuna.trial.TrialState.PRUNED)
-                return epoch
-        study.tell(trial, acc)
-        return 100
-
-    stops = [run(a) for a in (0.5, 0.6, 0.7, 0.8, 0.9, 0.1, 0.95, 0.2)]
+    stops = [_replay(study, lambda epoch, a=a: a) for a in (0.5, 0.6, 0.7, 0.8, 0.9, 0.1, 0.95, 0.2)]
     assert stops[-3] == 10 and stops[-1] == 10  # below the top third at the first rung (epoch 10)
     assert stops[-2] == 100  # the best so far passes every rung
     from dataclasses import replace
@@ -202,23 +205,11 @@ def test_successive_halving_first_rung_and_factor_are_options():
                                 startup_trials=1, heartbeat=5, space={}, fixed={}, train={"epochs": 100},
                                 prune_min_epochs=1, prune_factor=4)
     study = optuna.create_study(direction="maximize", pruner=S._pruner(settings))
-
-    def run(curve):
-        trial = study.ask()
-        for epoch in range(1, 101):
-            acc = curve(epoch)
-            trial.report(acc, epoch)
-            if trial.should_prune():
-                study.tell(trial, state=optuna.trial.TrialState.PRUNED)
-                return epoch
-        study.tell(trial, acc)
-        return 100
-
-    assert run(lambda e: 0.5) == 100
+    assert _replay(study, lambda e: 0.5) == 100
     for a in (0.6, 0.7, 0.8):
-        run(lambda e, a=a: a)
-    assert run(lambda e: 0.1) == 1  # below the top quarter at the first rung
-    assert run(lambda e: 0.99 if e < 16 else 0.2) == 16  # passes rungs 1 and 4, not 16
+        _replay(study, lambda e, a=a: a)
+    assert _replay(study, lambda e: 0.1) == 1  # below the top quarter at the first rung
+    assert _replay(study, lambda e: 0.99 if e < 16 else 0.2) == 16  # passes rungs 1 and 4, not 16
     ident = settings.identity()
     assert ident["prune_min_epochs"] == 1 and ident["prune_factor"] == 4
     from dataclasses import replace
