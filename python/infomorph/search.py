@@ -39,6 +39,7 @@ from .errors import TrainingInterrupted, UserError
 from .goals import gamma_names, readable_name, resolve_goal
 
 SAMPLERS = ("tpe", "cmaes", "random")
+PRUNE_FACTOR = 3  # --prune-factor's default: a third of the trials goes on at each rung
 PRUNERS = ("median", "hyperband", "sha", "none")
 SEARCH_JSON = "search.json"
 N_SOURCES = 3  # the hidden layers are trivariate (F, C, L)
@@ -61,8 +62,9 @@ def add_search_parsers(sub, positive) -> None:
     s.add_argument("--prune-min-epochs", type=positive, default=None, metavar="N",
                    help="sha and hyperband: the first rung, in epochs (default a tenth of the epochs); rungs at "
                         "N, N*R, N*R^2, ... epochs")
-    s.add_argument("--prune-factor", type=int, default=3, metavar="R",
-                   help="sha and hyperband: reduction factor, a 1/R share of the trials goes on at a rung (default 3)")
+    s.add_argument("--prune-factor", type=int, default=PRUNE_FACTOR, metavar="R",
+                   help=f"sha and hyperband: reduction factor, a 1/R share of the trials goes on at a rung "
+                        f"(default {PRUNE_FACTOR})")
     s.add_argument("--jobs", type=positive, default=1, help="worker processes on this machine (cores split among them)")
     s.add_argument("--storage", help="optuna storage URL (default: sqlite:///DIR/study.db); postgresql://... for many machines")
     s.add_argument("--study", default="infomorph-goal", help="study name inside the storage")
@@ -118,7 +120,7 @@ class SearchSettings:
     fixed: Dict[str, float]  # atoms held fixed -> value
     train: Dict[str, Any] = field(default_factory=dict)  # TrainConfig fields except goal/seed
     prune_min_epochs: Optional[int] = None  # sha/hyperband first rung (None: a tenth of the epochs)
-    prune_factor: int = 3  # sha/hyperband reduction factor
+    prune_factor: int = PRUNE_FACTOR  # sha/hyperband reduction factor
 
     def identity(self) -> Dict[str, Any]:
         """The part a resumed study must agree on."""
@@ -127,7 +129,7 @@ class SearchSettings:
         # named only where set, so that studies started before these options still resume
         if self.prune_min_epochs is not None:
             ident["prune_min_epochs"] = self.prune_min_epochs
-        if self.prune_factor != 3:
+        if self.prune_factor != PRUNE_FACTOR:
             ident["prune_factor"] = self.prune_factor
         return ident
 
@@ -211,16 +213,17 @@ def settings_from_args(args) -> SearchSettings:
         raise UserError(f"--prune: unknown pruner {args.prune!r}; choose one of {', '.join(PRUNERS)}")
     if args.prune_factor < 2:
         raise UserError(f"--prune-factor: expected an integer of at least 2, got {args.prune_factor}")
-    if args.prune_min_epochs is not None or args.prune_factor != 3:
+    epochs = args.epochs or 10  # per trial
+    if args.prune_min_epochs is not None or args.prune_factor != PRUNE_FACTOR:
         if args.prune not in ("sha", "hyperband"):
             raise UserError(f"--prune-min-epochs/--prune-factor: only for --prune sha or hyperband, got --prune {args.prune}")
-        if args.prune_min_epochs is not None and args.prune_min_epochs > (args.epochs or 10):
+        if args.prune_min_epochs is not None and args.prune_min_epochs > epochs:
             raise UserError(f"--prune-min-epochs: the first rung ({args.prune_min_epochs}) must not exceed "
-                            f"the epochs per trial ({args.epochs or 10})")
+                            f"the epochs per trial ({epochs})")
     space, fixed = parse_space(args.space, args.fix)
     if args.sampler == "cmaes" and len(space) < 2:
         raise UserError("--sampler cmaes needs at least two searched atoms")
-    cfg = config_from_args(args, epochs=args.epochs or 10)
+    cfg = config_from_args(args, epochs=epochs)
     train = {k: v for k, v in cfg.__dict__.items() if k not in ("goal", "seed", "hidden_gamma", "output_gamma")}
     out = os.path.abspath(args.out)
     storage = args.storage or f"sqlite:///{os.path.join(out, 'study.db')}"
@@ -792,7 +795,7 @@ def _cmd_line(s: SearchSettings) -> List[str]:
              "--seed", str(s.seed), "--study", s.study]
     if s.prune_min_epochs is not None:
         parts += ["--prune-min-epochs", str(s.prune_min_epochs)]
-    if s.prune_factor != 3:
+    if s.prune_factor != PRUNE_FACTOR:
         parts += ["--prune-factor", str(s.prune_factor)]
     parts += [x for n, v in s.fixed.items() for x in ("--fix", f"{n}={v}")]
     return parts + ["--out", s.out]
