@@ -9,8 +9,8 @@ thread) and prints the table. The timers cost a few percent; compare phases, not
 the suite's figures.
 
 ``--trained E``: instead, the hidden layer of a Setup 1 network (100 neurons, the paper's optimized
-goal, seed 0) after E epochs on MNIST, on one fresh batch of its training set: what a training
-step's engine call meets (few occupied cells per neuron, values far from edges), unlike the
+goal, seed 0) after E epochs of ``infomorph.train`` on MNIST, on a batch of its validation split:
+what a training step's engine call meets (few occupied cells per neuron, values far from edges), unlike the
 suite's random layer. Needs MNIST (see README, Data).
 """
 from __future__ import annotations
@@ -31,37 +31,21 @@ sys.path.insert(0, HERE)
 
 def trained_layer(epochs: int):
     """(sources [1024, 100, 3], theta [1024, 100], gamma) of the hidden layer of a Setup 1 network
-    trained ``epochs`` epochs on MNIST (seed 0, the trainer's batches and optimizer), on one fresh
-    batch of the training set."""
+    (the paper's optimized goal, seed 0) trained ``epochs`` epochs on MNIST by the trainer itself,
+    on the first 1024 samples of its validation split with their labels as context."""
     sys.path.insert(0, os.path.join(ROOT, "python"))
     import torch.nn.functional as F
-    from infomorph.data import load_dataset
-    from infomorph.goals import OPTIMIZED_GAMMA, OUTPUT_GAMMA
-    from infomorph.models import build_model
-    from infomorph.train import TrainConfig, make_optimizer
+    from infomorph.inspect import load_run
+    from infomorph.train import TrainConfig, train
 
-    torch.manual_seed(0)
-    data = load_dataset("mnist")
-    model = build_model(1, [100], data.in_features, data.n_classes, hidden_goal=OPTIMIZED_GAMMA,
-                        output_goal=OUTPUT_GAMMA)
-    opt = make_optimizer(model, TrainConfig())
-    gen = torch.Generator().manual_seed(0)
-    n = data.x_train.shape[0]
-
-    def batch(idx):
-        x = data.x_train.index_select(0, idx)
-        return x, F.one_hot(data.y_train.index_select(0, idx), data.n_classes).to(x.dtype)
-
-    for _ in range(epochs):
-        perm = torch.randperm(n, generator=gen)
-        for i in range(0, n - 1023, 1024):
-            goals, _, _ = model.goals(*batch(perm[i:i + 1024]))
-            opt.zero_grad(set_to_none=True)
-            model.loss(goals).backward()
-            opt.step()
+    with tempfile.TemporaryDirectory() as out:
+        train(TrainConfig(dataset="mnist", setup=1, hidden=[100], goal="optimized", epochs=epochs, seed=0), out,
+              log=lambda _: None, show_progress=False, plots=False)
+        _, cfg, model, x, y = load_run(out, split="val")
+    x, y = x[:1024], y[:1024]
     with torch.no_grad():
-        outs, _ = model.run(*batch(torch.randperm(n, generator=gen)[:1024]), grad=False)
-    return outs[0].sources, outs[0].theta.detach(), torch.tensor(OPTIMIZED_GAMMA, dtype=torch.float64)
+        outs, _ = model.run(x, F.one_hot(y, model.n_classes).to(x.dtype), grad=False)
+    return outs[0].sources, outs[0].theta.detach(), torch.tensor(cfg.hidden_gamma, dtype=torch.float64)
 
 
 def main() -> None:
@@ -73,8 +57,8 @@ def main() -> None:
     ap.add_argument("--trained", type=int, default=None, metavar="E",
                     help="profile a Setup 1 hidden layer after E epochs on MNIST instead of the suite's layer")
     a = ap.parse_args()
-    if a.trained is not None and a.trained < 0:
-        ap.error(f"--trained must be >= 0, got {a.trained}")
+    if a.trained is not None and a.trained < 1:
+        ap.error(f"--trained must be >= 1 (epochs of training before the profile), got {a.trained}")
     from infomorph_kernels import lattice
     from infomorph_kernels.binning import make_binning
 
