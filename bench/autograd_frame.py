@@ -18,11 +18,16 @@ Rounds interleave the forms; the table gives the median and the fastest of the r
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
+import sys
 import tempfile
 import time
 
 import torch
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "python"))
+from infomorph.cli import _positive  # noqa: E402  (an int >= 1; argparse names the option)
 
 CPP = r"""
 #include <torch/extension.h>
@@ -71,8 +76,8 @@ class PyGoal(torch.autograd.Function):
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rounds", type=int, default=20)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--rounds", type=_positive, default=20)
+    ap.add_argument("--threads", type=_positive, default=2)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     from torch.utils.cpp_extension import load_inline

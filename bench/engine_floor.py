@@ -26,6 +26,10 @@ import sys
 import tempfile
 import time
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "python"))
+from infomorph.cli import _positive  # noqa: E402  (an int >= 1; argparse names the option)
+
 RUN = r"""
 import sys, torch
 mode = sys.argv[1]
@@ -50,13 +54,12 @@ sys.exit(main(sys.argv[2:]))
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--epochs", type=int, default=10)
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--hidden", type=int, default=100)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--epochs", type=_positive, default=10)
+    ap.add_argument("--rounds", type=_positive, default=3)
+    ap.add_argument("--hidden", type=_positive, default=100)
+    ap.add_argument("--threads", type=_positive, default=2)
     a = ap.parse_args()
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = dict(os.environ, PYTHONPATH=f"{root}{os.pathsep}{os.path.join(root, 'python')}")
+    env = dict(os.environ, PYTHONPATH=f"{ROOT}{os.pathsep}{os.path.join(ROOT, 'python')}")
     res = {"engine": [], "stub": []}
     for _ in range(a.rounds):
         for mode in res:
