@@ -92,16 +92,11 @@ class _Build(BuildExtension):
         super().build_extensions()
 
 
+# name, version, dependencies, extras and the `infomorph` console script: pyproject.toml ([project])
 setup(
-    name="infomorph-kernels",
-    version="0.1.0",
-    description="Fast, exact, differentiable shared-exclusion PID (I_sx) engine for infomorphic neurons",
     packages=find_packages(include=["infomorph_kernels", "infomorph_kernels.*"])
     + find_packages("python", include=["infomorph", "infomorph.*"]),
     package_dir={"infomorph": "python/infomorph"},
-    python_requires=">=3.9",
-    install_requires=["torch>=2.1", "numpy"],
-    extras_require={"triton": ["triton"], "test": ["pytest", "hypothesis", "pytest-benchmark"]},
     ext_modules=ext_modules,
     cmdclass={"build_ext": _Build.with_options(use_ninja=False)},
     zip_safe=False,

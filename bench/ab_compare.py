@@ -4,7 +4,7 @@
 
 Each case runs in a fresh process with PYTHONPATH=ROOT:ROOT/python (so both the engine and the
 network package come from that checkout): a layer's ``ik.pid_goal(...).sum().backward()`` through
-the public API on the suite's inputs (bench/test_kernels.make_layer of AFTER_ROOT), or a Setup 1
+the public API on the suite's inputs (bench/cases.make_layer of AFTER_ROOT), or a Setup 1
 training step (on random pixels, or on a batch of MNIST images). Rounds alternate before and
 after, so both sides see the same machine noise; the table gives the median of the rounds' medians
 and, in brackets, the fastest call (ms).
@@ -22,7 +22,7 @@ LAYER = r"""
 import json, statistics, sys, time, torch
 sys.path.insert(0, sys.argv[7])
 import infomorph_kernels as ik
-from test_kernels import Case, make_layer
+from cases import Case, make_layer
 torch.set_num_threads(2)
 N, n, K, dt, ad, reps = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5] == "ad", int(sys.argv[6])
 x, theta, gamma = make_layer(Case("cpu", N, n, K, dt, "fwd+bwd", adaptive=ad), "cpu")

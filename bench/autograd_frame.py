@@ -27,7 +27,7 @@ import time
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "python"))
-from infomorph.cli import _positive  # noqa: E402  (an int >= 1; argparse names the option)
+from infomorph.options import positive as _positive  # noqa: E402  (an int >= 1; argparse names the option)
 
 CPP = r"""
 #include <torch/extension.h>

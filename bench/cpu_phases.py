@@ -3,7 +3,7 @@
     python bench/cpu_phases.py [--neurons 200] [--sources 3] [--reps 5] [--fwd]
     python bench/cpu_phases.py --trained 3 [--reps 30]
 
-Writes the benchmark suite's layer (bench/test_kernels.make_layer: batch 1024, 20 bins over
+Writes the benchmark suite's layer (bench/cases.make_layer: batch 1024, 20 bins over
 (-20, 20), float32) to a temporary file, compiles the harness with g++ (AVX2 + FMA flavour, one
 thread) and prints the table. The timers cost a few percent; compare phases, not totals, with
 the suite's figures.
@@ -66,7 +66,7 @@ def main() -> None:
         x, theta, gamma = trained_layer(a.trained)
         a.neurons, a.sources = x.shape[1], x.shape[2]
     else:
-        from test_kernels import Case, make_layer
+        from cases import Case, make_layer
 
         x, theta, gamma = make_layer(Case("cpu", a.neurons, a.sources, 20, "float32", "fwd+bwd"), "cpu")
     b = make_binning(a.sources, 20, (-20.0, 20.0), torch.float32, "cpu")

@@ -28,7 +28,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "python"))
-from infomorph.cli import _positive  # noqa: E402  (an int >= 1; argparse names the option)
+from infomorph.options import positive as _positive  # noqa: E402  (an int >= 1; argparse names the option)
 
 RUN = r"""
 import sys, torch

@@ -3,13 +3,13 @@ and the raw engine call (cpu_backend._run_layer with the same arguments), with a
 
     python bench/small_layer_breakdown.py [THREADS]
 
-The suite's inputs (bench/test_kernels.make_layer): bivariate adaptive 10 neurons, trivariate 100 neurons.
+The suite's inputs (bench/cases.make_layer): bivariate adaptive 10 neurons, trivariate 100 neurons.
 """
 import inspect, os, statistics, sys, time, torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import infomorph_kernels as ik
 from infomorph_kernels import cpu_backend
-from test_kernels import Case, make_layer
+from cases import Case, make_layer
 torch.set_num_threads(int(sys.argv[1]) if len(sys.argv) > 1 else 2)
 for N, n, K, ad, reps in [(10, 2, 20, True, 2000), (100, 3, 20, False, 200)]:
     x, theta, gamma = make_layer(Case("cpu", N, n, K, "float32", "fwd+bwd", adaptive=ad), "cpu")

@@ -143,7 +143,7 @@ def pid_labels(
         if per_label:
             raise ValueError("per_label=True runs on the reference backend (backend='auto' or 'reference')")
         if not _cpu_fits(sym, n, L, K, B):
-            raise ValueError("backend='cpu' needs CPU tensors, n <= 4, levels^n <= 2^26 and the built C++ engine")
+            raise ValueError(f"backend='cpu' needs CPU tensors, n <= {lattice.MAX_SOURCES_FUSED}, levels^n <= 2^26 and the built C++ engine")
         if idx is None:
             idx = torch.arange(G * n, dtype=torch.int64).view(G, n)
             sym = sym.reshape(B, G * n)
@@ -192,7 +192,7 @@ def pid_labels(
 def _cpu_fits(sym: torch.Tensor, n: int, L: int, K: int, B: int) -> bool:
     from . import cpu_backend
 
-    if sym.device.type != "cpu" or not 1 <= n <= 4 or L ** n > (1 << 26) or min(B, L ** n) * K > (1 << 28):
+    if sym.device.type != "cpu" or not 1 <= n <= lattice.MAX_SOURCES_FUSED or L ** n > (1 << 26) or min(B, L ** n) * K > (1 << 28):
         return False
     if B >= (1 << 31) or K >= (1 << 31) or L >= (1 << 31):
         return False

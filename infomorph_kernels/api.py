@@ -1,6 +1,6 @@
 """Public API: ``pid``, ``pid_goal``, ``pid_distribution``.
 
-All three return atoms in gamma order (PID_MATH.md section 3) with H_res beside them. ``pid`` and
+All three return atoms in gamma order (docs/math.md section 3) with H_res beside them. ``pid`` and
 ``pid_goal`` take a layer's per-sample sources and firing probabilities, bin them, and run the
 backend chosen by :mod:`.dispatch`.
 """
@@ -20,7 +20,7 @@ from .binning import _as_int_bins, bin_indices, make_binning
 from .reference import (dense_joint, pid_cells, pid_dense, pid_dense_local, pid_dense_published, pid_dense_samples,
                         pid_samples, pid_samples_local)
 
-MAX_SOURCES_FUSED = 4
+MAX_SOURCES_FUSED = lattice.MAX_SOURCES_FUSED
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 ``infomorph_kernels::pid_fused`` is a torch.library custom op (with a fake implementation, so
 torch.compile traces through it without a graph break). Its forward runs a fused kernel that
-returns the goal G and dG/dtheta in the same call (PID_MATH.md section 5); its backward only
+returns the goal G and dG/dtheta in the same call (docs/math.md section 5); its backward only
 scales that saved derivative by the incoming gradient. The redundancies and H(Y) it returns
 alongside are not differentiable: gradients reach theta through the goal.
 """
@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from . import dispatch
-from .reference import _INV_LN2, _safe_log2
+from ._logmath import INV_LN2 as _INV_LN2, safe_log2 as _safe_log2
 
 
 
@@ -39,7 +39,7 @@ def _forward(x, theta, edges, nbins, clamp_lo, clamp_hi, adaptive, coef, wg, nee
     w = wg[:-1].detach()
     if backend == "cpu":
         # a CPU tensor: gamma_H as a float costs no synchronization, and the engine adds the H(Y)
-        # part of the gradient itself (PID_MATH.md section 5)
+        # part of the gradient itself (docs/math.md section 5)
         red, h_y, dtheta = fn(x, theta, edges, nbins, clamp_lo, clamp_hi, adaptive, coef, w, float(wg[-1]), need_grad,
                               check_values=check_values)
         gamma_h = wg[-1].detach().to(red.dtype)

@@ -1,4 +1,4 @@
-"""Binning of the continuous sources (PID_MATH.md section 1).
+"""Binning of the continuous sources (docs/math.md section 1).
 
 Fixed range ``[lo, hi]``: clamp x to ``[lo + 1e-4, hi]``, then bin ``k`` holds
 ``edge_k < x <= edge_{k+1}`` with ``K + 1`` equally spaced edges (``torch.bucketize(x, edges) - 1``).

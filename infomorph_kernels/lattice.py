@@ -1,4 +1,4 @@
-"""The redundancy lattice of the I_sx PID, built from its definition (PID_MATH.md section 3).
+"""The redundancy lattice of the I_sx PID, built from its definition (docs/math.md section 3).
 
 A *source subset* is a bitmask ``s`` in 1 .. 2^n - 1 (bit ``j`` = source ``j``, sources numbered
 from 0 here and from 1 in names). An *antichain* is a tuple of subset masks, sorted ascending, none
@@ -18,9 +18,12 @@ import numpy as np
 
 Antichain = Tuple[int, ...]
 
+# Sources served: the references (pure torch) take up to MAX_SOURCES; the fused engines (cpu,
+# triton, cuda: their tables are sized at compile time) up to MAX_SOURCES_FUSED.
 MAX_SOURCES = 5
+MAX_SOURCES_FUSED = 4
 
-# The published reference code's order of the goal parameters (PID_MATH.md section 3), written with
+# The published reference code's order of the goal parameters (docs/math.md section 3), written with
 # sources numbered 1..n. H_res follows as the last gamma entry.
 _PUBLISHED_ORDER = {
     1: ["{1}"],
@@ -254,7 +257,7 @@ def gamma_vector(
 
 
 def goal_weights(gamma: np.ndarray, n: int) -> Tuple[np.ndarray, float]:
-    """Weights on the redundancies: ``G = w . I + gamma_H H(Y)`` (PID_MATH.md section 5)."""
+    """Weights on the redundancies: ``G = w . I + gamma_H H(Y)`` (docs/math.md section 5)."""
     gamma = np.asarray(gamma, dtype=np.float64)
     w = moebius_matrix(n).T.astype(np.float64) @ gamma[:-1]
     w[full_index(n)] -= gamma[-1]

@@ -1,6 +1,6 @@
 """Pure-torch implementations: the oracle every fused backend is judged against.
 
-* :func:`pid_samples` - backend ``"reference"``: sample-based (PID_MATH.md section 4), batched
+* :func:`pid_samples` - backend ``"reference"``: sample-based (docs/math.md section 4), batched
   over neurons, differentiable by torch autograd. Its autograd gradient is the oracle for the fused
   backward (section 5); the conventions of section 6 come out of the safe logarithms below.
 * :func:`pid_kernel_reference` - the same computation behind the kernel contract's signature
@@ -13,24 +13,18 @@
 from __future__ import annotations
 
 import itertools
-import math
 from typing import List, Optional, Sequence, Tuple
 
 import torch
 
 from . import lattice
+from ._logmath import safe_log2 as _safe_log2
 from .binning import Binning, bin_indices
 
-_INV_LN2 = 1.0 / math.log(2.0)
 
 
 def _subset_members(mask: int, n: int) -> List[int]:
     return [j for j in range(n) if mask >> j & 1]
-
-
-def _safe_log2(v: torch.Tensor, ok: torch.Tensor) -> torch.Tensor:
-    """log2(v) where ok, 0 elsewhere - with a zero gradient (not NaN) where not ok."""
-    return torch.where(ok, torch.log2(torch.where(ok, v, torch.ones_like(v))), torch.zeros_like(v))
 
 
 def _segment_tables(keys: torch.Tensor, values: Sequence[torch.Tensor]) -> List[torch.Tensor]:
@@ -51,7 +45,7 @@ def _segment_tables(keys: torch.Tensor, values: Sequence[torch.Tensor]) -> List[
 def _sample_marginals(bins: torch.Tensor, thetas, nbins: Sequence[int]):
     """Per sample, for both entries of ``thetas`` ([B, N] each) and every source subset s (mask
     order), the marginal m_s(y, cell_s(b_i)) and q_s(cell_s(b_i)): lists ``(m[y][s], q[s])`` of
-    [B, N] tensors. q comes from counts: D carries no gradient (PID_MATH.md section 5)."""
+    [B, N] tensors. q comes from counts: D carries no gradient (docs/math.md section 5)."""
     B, N, n = bins.shape
     ones = torch.ones_like(thetas[0]).detach()
     neuron = torch.arange(N, device=bins.device).view(1, N)
@@ -311,7 +305,7 @@ def pid_cells(
     ``red [N, A]`` and ``h_y [N]``. ``published``: the published code's numerics (equal, as a
     function of thetas, to that code on the dense theta-weighted histogram of these samples: each
     term of its sums over the grid is a sum over the samples in the cell); else exact I_sx with
-    the conventions of PID_MATH.md section 6. D = sum_y of the union marginal (detached in the
+    the conventions of docs/math.md section 6. D = sum_y of the union marginal (detached in the
     published numerics, as that code does; differentiated in the exact ones, as ``pid_dense`` is).
     Differentiable with respect to thetas (torch autograd)."""
     B, N, n = bins.shape

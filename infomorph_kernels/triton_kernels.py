@@ -1,7 +1,7 @@
 """Backend ``"triton"``: the fused I_sx PID kernel (docs/kernel_contract.md) in Triton.
 
 One launch per layer computes, for every neuron, the redundancies of all antichains, H(Y) and
-(optionally) the fused gradient ``dG/dtheta`` (PID_MATH.md sections 4 and 5). No host
+(optionally) the fused gradient ``dG/dtheta`` (docs/math.md sections 4 and 5). No host
 synchronization, no Python loop over neurons or antichains.
 
 Design
@@ -69,6 +69,7 @@ from typing import Dict, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 
+from . import lattice
 from ._validate import int_list
 
 try:  # importing this module must never fail without triton
@@ -81,7 +82,7 @@ except Exception as _e:  # pragma: no cover - exercised only where triton is mis
     tl = None
     _TRITON_ERROR = f"triton is not importable ({type(_e).__name__}: {_e})"
 
-MAX_SOURCES = 4
+MAX_SOURCES = lattice.MAX_SOURCES_FUSED
 # Workspace budget (bytes) for the per-program tables; bounds the grid for large tables (n = 4).
 WORKSPACE_BYTES = int(os.environ.get("INFOMORPH_TRITON_WORKSPACE_BYTES", str(512 << 20)))
 PROGRAMS_PER_SM = 4
@@ -128,7 +129,7 @@ if triton is not None:
         ADAPTIVE: tl.constexpr, NEED_GRAD: tl.constexpr, IS_F64: tl.constexpr,
         UNROLL: tl.constexpr, BLOCK_B: tl.constexpr,
     ):
-        """Fused I_sx PID of neurons pid, pid + G, ... (PID_MATH.md sections 4-5).
+        """Fused I_sx PID of neurons pid, pid + G, ... (docs/math.md sections 4-5).
 
         x: [B, N, NSRC]; theta, dth: [B, N]; red: [N, NA]; hy: [N]; wg: [NA + 1] = (w, gamma_h).
         Per sample i and antichain a (raw sums, i.e. B times the probabilities):

@@ -83,7 +83,7 @@ def test_grouped_input_and_float_binning_like_the_engine():
 
 
 def test_textbook_labels():
-    """I_sx values (PID_MATH.md section 6): label = XOR of two uniform bits has unique 0.585 each,
+    """I_sx values (docs/math.md section 6): label = XOR of two uniform bits has unique 0.585 each,
     shared -0.585, synergy 0.415 (I_sx is not 'all synergy' for XOR); label = a copy of one bit
     (the other independent): I = 1 bit, with the independent bit's unique information -0.415."""
     a = torch.tensor([0, 0, 1, 1] * 25)

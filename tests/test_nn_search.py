@@ -19,6 +19,7 @@ import pytest
 optuna = pytest.importorskip("optuna", reason="the goal search needs optuna: bash scripts/setup.sh installs it")
 
 from infomorph import search as S  # noqa: E402
+from infomorph import study as St  # noqa: E402
 from infomorph.goals import gamma_names, resolve_goal  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -70,7 +71,11 @@ def test_search_writes_files_and_best_goal_trains(tmp_path):
     meta = json.loads((out / "search.json").read_text())
     for key in ("sampler", "trials_by_state", "best_value", "best_goal", "trials_per_hour", "command"):
         assert key in meta
-    trials = _trials(meta["storage_url"])
+    # the files name paths relative to the search directory: none of this machine's paths
+    for f in ("search.json", "best_goal.yaml"):
+        assert str(tmp_path) not in (out / f).read_text(), f
+    assert meta["settings"]["out"] == "." and meta["storage_url"] == "sqlite:///study.db"
+    trials = _trials(St.resolve_storage(meta["storage_url"], str(out)))
     best = max((t for t in trials if t.state.name == "COMPLETE"), key=lambda t: (t.value, -t.number))
     assert meta["best_value"] == best.value and meta["best_trial"] == best.number
     # best_goal.yaml: the best trial's parameters plus the fixed atoms, and train takes it as is
@@ -87,8 +92,8 @@ def test_search_writes_files_and_best_goal_trains(tmp_path):
     assert sorted(int(r.split(",")[0]) for r in rows[1:]) == [0, 1, 2]
     # each trial's history, and a re-run of a trial alone gives the same accuracy (seed from study seed + number)
     rec = json.loads((out / "trials" / f"{best.number}.json").read_text())
-    assert rec["seed"] == S.trial_seed(0, best.number) and len(rec["history"]) == 1
-    settings = S.SearchSettings(**{**meta["settings"], "space": {k: tuple(v) for k, v in meta["settings"]["space"].items()}})
+    assert rec["seed"] == St.trial_seed(0, best.number) and len(rec["history"]) == 1
+    settings = St.SearchSettings(**{**meta["settings"], "space": {k: tuple(v) for k, v in meta["settings"]["space"].items()}})
     import torch
 
     torch.set_num_threads(1)
@@ -103,7 +108,7 @@ def test_search_writes_files_and_best_goal_trains(tmp_path):
     r2 = _cli("search", *TINY, "--epochs", "1", "--trials", "5", "--fix", "H_res=0", "--fix", "{F}{C}=0.5",
               "--out", str(out))
     assert r2.returncode == 0, r2.stderr
-    after = _trials(meta["storage_url"])
+    after = _trials(St.resolve_storage(meta["storage_url"], str(out)))
     assert [t.number for t in after] == [0, 1, 2, 3, 4] and all(t.state.name == "COMPLETE" for t in after)
     assert [after[i].params for i in range(3)] == [trials[i].params for i in range(3)]
     assert after[3].params != after[0].params  # a resumed sampler does not replay the first suggestions
@@ -140,7 +145,7 @@ def test_killed_search_resumes_and_retries_the_killed_trial(tmp_path):
     failed = by_state["FAIL"][0]
     assert len(retry) == 1 and retry[0].state.name == "COMPLETE" and retry[0].params == failed.params
     assert len(failed.params) == 19
-    assert retry[0].user_attrs["seed"] == S.trial_seed(0, killed.number)  # the retry trains with the same seed
+    assert retry[0].user_attrs["seed"] == St.trial_seed(0, killed.number)  # the retry trains with the same seed
     rows = (out / "trials.csv").read_text().strip().splitlines()
     assert any(r.split(",")[-1] == str(killed.number) for r in rows[1:])
 
@@ -148,11 +153,11 @@ def test_killed_search_resumes_and_retries_the_killed_trial(tmp_path):
 def test_pruned_trial_stops_early(tmp_path):
     out = tmp_path / "p"
     out.mkdir()
-    settings = S.SearchSettings(out=str(out), storage=f"sqlite:///{out / 'db.sqlite'}", study="p", sampler="random",
-                                prune="none", trials=1, seed=0, startup_trials=1, heartbeat=5,
-                                space={n: (-1.0, 1.0) for n in gamma_names(3)}, fixed={},
-                                train={"dataset": "synthetic", "hidden": [8], "epochs": 5})
-    study = S.open_study(settings)
+    settings = St.SearchSettings(out=str(out), storage=f"sqlite:///{out / 'db.sqlite'}", study="p", sampler="random",
+                                 prune="none", trials=1, seed=0, startup_trials=1, heartbeat=5,
+                                 space={n: (-1.0, 1.0) for n in gamma_names(3)}, fixed={},
+                                 train={"dataset": "synthetic", "hidden": [8], "epochs": 5})
+    study = St.open_study(settings)
     study.pruner = optuna.pruners.ThresholdPruner(upper=0.0)  # any accuracy above 0 prunes at the first report
     trial = study.ask()
     import torch
@@ -184,9 +189,9 @@ def test_successive_halving_stops_trials_at_its_rungs():
     a rung only in the top third of the trials that reached it. Replayed on an in-memory study with
     known curves (each trial's accuracy a constant): the first trials pass (nothing to compare), a
     trial worse than two thirds of those before it stops at the first rung, the best runs on."""
-    settings = S.SearchSettings(out=".", storage="", study="r", sampler="random", prune="sha", trials=1, seed=0,
-                                startup_trials=1, heartbeat=5, space={}, fixed={}, train={"epochs": 100})
-    pruner = S._pruner(settings)
+    settings = St.SearchSettings(out=".", storage="", study="r", sampler="random", prune="sha", trials=1, seed=0,
+                                 startup_trials=1, heartbeat=5, space={}, fixed={}, train={"epochs": 100})
+    pruner = St._pruner(settings)
     assert isinstance(pruner, optuna.pruners.SuccessiveHalvingPruner)
     study = optuna.create_study(direction="maximize", pruner=pruner)
     stops = [_replay(study, lambda epoch, a=a: a) for a in (0.5, 0.6, 0.7, 0.8, 0.9, 0.1, 0.95, 0.2)]
@@ -194,17 +199,17 @@ def test_successive_halving_stops_trials_at_its_rungs():
     assert stops[-2] == 100  # the best so far passes every rung
     from dataclasses import replace
 
-    assert S._pruner(replace(settings, prune="none")).__class__.__name__ == "NopPruner"
+    assert St._pruner(replace(settings, prune="none")).__class__.__name__ == "NopPruner"
 
 
 def test_successive_halving_first_rung_and_factor_are_options():
     """--prune-min-epochs 1 --prune-factor 4: rungs at 1, 4, 16 and 64 epochs, a quarter goes on.
     Trials with constant accuracies: the first passes every rung; a trial below the top quarter stops
     at epoch 1; a trial that is the best at the first rungs but not at 16 stops there."""
-    settings = S.SearchSettings(out=".", storage="", study="r", sampler="random", prune="sha", trials=1, seed=0,
-                                startup_trials=1, heartbeat=5, space={}, fixed={}, train={"epochs": 100},
-                                prune_min_epochs=1, prune_factor=4)
-    study = optuna.create_study(direction="maximize", pruner=S._pruner(settings))
+    settings = St.SearchSettings(out=".", storage="", study="r", sampler="random", prune="sha", trials=1, seed=0,
+                                 startup_trials=1, heartbeat=5, space={}, fixed={}, train={"epochs": 100},
+                                 prune_min_epochs=1, prune_factor=4)
+    study = optuna.create_study(direction="maximize", pruner=St._pruner(settings))
     assert _replay(study, lambda e: 0.5) == 100
     for a in (0.6, 0.7, 0.8):
         _replay(study, lambda e, a=a: a)
@@ -255,6 +260,10 @@ def test_analyze_writes_importances_ablations_and_plots(tmp_path):
     (["--fix", "{1}{9}=0"], "--fix: '{1}{9}' is no atom"),
     (["--fix", "H_res"], "--fix takes ATOM=VALUE"),
     (["--fix", "H_res=abc"], "--fix H_res: expected a finite number"),
+    (["--form", "sphere"], "--form: unknown form 'sphere'"),
+    (["--cma-popsize", "8"], "--cma-popsize: only for --sampler cmaes"),
+    (["--enqueue", "no-such-goal"], "--enqueue no-such-goal: goal 'no-such-goal' is neither a preset"),
+    (["--enqueue", "optimized", "--enqueue", "heuristic"], "--enqueue: 2 goals for a study of --trials 1"),
 ])
 def test_bad_search_input_is_one_line_and_exit_2(tmp_path, args, needle):
     r = _cli("search", *TINY, "--trials", "1", "--out", str(tmp_path / "x"), *args, timeout=120)
@@ -282,10 +291,82 @@ def test_bad_space_file(tmp_path, space, needle):
 def test_space_file_ranges_and_fixed_values(tmp_path):
     f = tmp_path / "space.yaml"
     f.write_text("'{F}{C}': [0.2, 0.4]\nH_res: 0\n'{123}': -0.5\n")
-    space, fixed = S.parse_space(str(f), ["{3}=0.25"])
+    space, fixed = St.parse_space(str(f), ["{3}=0.25"])
     assert space["{1}{2}"] == (0.2, 0.4) and space["{1}{2}{3}"] == (-1.0, 1.0)
     assert fixed == {"{3}": 0.25, "{123}": -0.5, "H_res": 0.0}
     assert len(space) + len(fixed) == len(gamma_names(3))
+
+
+def test_direction_form_round_trips_to_the_goal_train_uses():
+    """--form direction: the goal is the searched numbers over their largest magnitude (fixed atoms
+    as they are); params_of inverts it for any goal, so an enqueued goal trains as itself."""
+    import random
+
+    names = gamma_names(3)
+    space = {n: (-1.0, 1.0) for n in names if n != "H_res"}
+    settings = St.SearchSettings(out=".", storage="", study="d", sampler="tpe", prune="none", trials=1, seed=0,
+                                 startup_trials=1, heartbeat=30, space=space, fixed={"H_res": 0.125},
+                                 form="direction")
+    rng = random.Random(5)
+    for _ in range(20):
+        p = {n: rng.uniform(-1, 1) for n in space}
+        g = St.goal_of(p, settings)
+        top = max(abs(v) for v in p.values())
+        assert g["H_res"] == 0.125 and max(abs(g[n]) for n in space) == pytest.approx(1.0, abs=1e-15)
+        assert all(g[n] == pytest.approx(p[n] / top, rel=1e-15) for n in space)
+        back = St.params_of(g, settings)  # a goal on the surface is its own parameters
+        assert St.goal_of(back, settings) == pytest.approx(g, rel=1e-15)
+        scaled = {n: 0.3 * v for n, v in g.items()}  # any positive multiple maps to the same goal
+        assert St.goal_of(St.params_of(scaled, settings), settings) == pytest.approx(g, rel=1e-14)
+    box = St.SearchSettings(**{**settings.__dict__, "form": "box"})
+    p = {n: 0.5 for n in space}
+    assert St.goal_of(p, box) == {**p, "H_res": 0.125} and St.params_of(St.goal_of(p, box), box) == p
+    with pytest.raises(St.UserError, match="zero on every searched atom"):
+        St.params_of({n: 0.0 for n in names}, settings)
+
+
+def test_enqueued_goals_are_the_first_trials(tmp_path):
+    """--enqueue puts known goals in as the first trials (the study's fixed atoms kept), in the
+    direction form too; the trials train exactly those goals; a resumed study does not enqueue again."""
+    out = tmp_path / "e"
+    args = ["search", *TINY, "--epochs", "1", "--trials", "3", "--sampler", "random", "--form", "direction",
+            "--fix", "H_res=0", "--enqueue", "optimized", "--enqueue", "heuristic", "--out", str(out)]
+    r = _cli(*args)
+    assert r.returncode == 0, r.stderr
+    assert "H_res = 0.035 runs as the study's fixed H_res = 0" in r.stdout
+    names = gamma_names(3)
+    opt, heur = resolve_goal("optimized", 3).tolist(), resolve_goal("heuristic", 3).tolist()
+    want = [[v / max(abs(x) for x in opt[:-1]) for v in opt[:-1]] + [0.0], heur]
+    for number, goal in enumerate(want):
+        rec = json.loads((out / "trials" / f"{number}.json").read_text())
+        assert [rec["goal"][n] for n in names] == pytest.approx(goal, rel=1e-12, abs=1e-15)
+    rows = (out / "trials.csv").read_text().strip().splitlines()[1:]
+    assert [float(x) for x in rows[1].split(",")[2:2 + len(names)]] == pytest.approx(heur, abs=1e-15)
+    r2 = _cli(*[a if a != "3" else "4" for a in args])  # resumed with one trial more
+    assert r2.returncode == 0, r2.stderr
+    assert len(_trials(f"sqlite:///{out / 'study.db'}")) == 4
+    # a goal outside the searched ranges is refused with one line naming it
+    space = tmp_path / "space.yaml"
+    space.write_text("'{F}{C}': [0, 0.5]\n")
+    r3 = _cli("search", *TINY, "--trials", "2", "--space", str(space), "--enqueue", "heuristic",
+              "--out", str(tmp_path / "x"), timeout=120)
+    assert r3.returncode == 2 and len(r3.stderr.strip().splitlines()) == 1, r3.stderr
+    assert "--enqueue heuristic: the goal's {1}{2} = 1 lies outside the searched range [0.0, 0.5]" in r3.stderr
+
+
+@pytest.mark.parametrize("sampler", ["cmaes", "gp"])
+def test_cmaes_with_pruning_and_gp_samplers_run(tmp_path, sampler):
+    extra = ["--cma-popsize", "3", "--prune", "sha", "--prune-min-epochs", "1"] if sampler == "cmaes" else []
+    r = _cli("search", *TINY, "--epochs", "2", "--trials", "4", "--sampler", sampler, "--fix", "H_res=0",
+             "--form", "direction", "--startup-trials", "2", *extra, "--out", str(tmp_path / "c"))
+    assert r.returncode == 0, r.stderr
+    meta = json.loads((tmp_path / "c" / "search.json").read_text())
+    assert sum(meta["trials_by_state"].values()) == 4 and meta["sampler"] == sampler
+    assert ("--cma-popsize" in meta["command"]) == (sampler == "cmaes") and "--form direction" in meta["command"]
+    for t in _trials(St.resolve_storage(meta["storage_url"], str(tmp_path / "c"))):
+        g = St.goal_of(t.params, St.SearchSettings(**{**meta["settings"], "space": {
+            k: tuple(v) for k, v in meta["settings"]["space"].items()}}))
+        assert max(abs(v) for n, v in g.items() if n != "H_res") == pytest.approx(1.0)
 
 
 # ------------------------------------------------------------------------------------ PostgreSQL
@@ -343,7 +424,7 @@ def _lock_waiters(storage) -> int:
     """How many sessions wait for an advisory lock on the server."""
     from sqlalchemy import text
 
-    with S._lock_engine(storage).connect() as conn:
+    with St._lock_engine(storage).connect() as conn:
         return conn.execute(text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")).scalar()
 
 
@@ -354,7 +435,7 @@ def test_postgres_two_workers_complete_exactly_the_trials(tmp_path, postgres):
     from types import SimpleNamespace
 
     with open(tmp_path / "cli.log", "w") as log:
-        with S.study_lock(SimpleNamespace(storage=postgres, study="two")):
+        with St.study_lock(SimpleNamespace(storage=postgres, study="two")):
             p = _popen("search", *TINY, "--epochs", "1", "--trials", "7", "--jobs", "2", "--storage", postgres,
                        "--study", "two", "--out", str(tmp_path / "s"), log=log)
             t0 = time.time()
@@ -424,15 +505,15 @@ def test_storage_open_waits_for_a_schema_another_process_is_creating(tmp_path, m
         return real(*a, **kw)
 
     monkeypatch.setattr(optuna.storages, "RDBStorage", flaky)
-    storage = S.open_storage(_settings(tmp_path, f"sqlite:///{tmp_path / 'a.db'}"))
+    storage = St.open_storage(_settings(tmp_path, f"sqlite:///{tmp_path / 'a.db'}"))
     assert len(calls) == 3 and storage.get_all_studies() == []
 
     def broken(*a, **kw):
         raise sqlalchemy.exc.OperationalError("connect", {}, Exception("unable to open database file"))
 
     monkeypatch.setattr(optuna.storages, "RDBStorage", broken)
-    with pytest.raises(S.UserError, match="cannot open the database"):
-        S.open_storage(_settings(tmp_path, f"sqlite:///{tmp_path / 'b.db'}"))
+    with pytest.raises(St.UserError, match="cannot open the database"):
+        St.open_storage(_settings(tmp_path, f"sqlite:///{tmp_path / 'b.db'}"))
 
 
 def test_many_processes_open_one_fresh_database(tmp_path):

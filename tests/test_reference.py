@@ -26,7 +26,7 @@ def gate(fn, n_targets):
     return p
 
 
-TEXTBOOK = {  # atoms {1}, {2}, {1}{2}, {12} in bits (PID_MATH.md section 6)
+TEXTBOOK = {  # atoms {1}, {2}, {1}{2}, {12} in bits (docs/math.md section 6)
     "xor": (gate(lambda a, b: a ^ b, 2), [0.584963, 0.584963, -0.584963, 0.415037]),
     "and": (gate(lambda a, b: a & b, 2), [0.188722, 0.188722, 0.122556, 0.311278]),
     "copy": (gate(lambda a, b: 2 * a + b, 4), [0.584963, 0.584963, 0.415037, 0.415037]),
@@ -142,7 +142,7 @@ def test_gradcheck_goal(gen, backend, n):
 
 
 def test_fused_backward_formula_matches_autograd(gen):
-    """PID_MATH.md section 5 written out in numpy per sample, against the reference's autograd."""
+    """docs/math.md section 5 written out in numpy per sample, against the reference's autograd."""
     n, B, K = 3, 40, 3
     x, theta = layer(gen, B, 1, n)
     theta[:5] = 0.0

@@ -2,7 +2,7 @@
 //
 // What lives here: the binning rule of docs/kernel_contract.md, the cell layout of the marginal
 // tables, the size limit with overflow checks and the sparse form of the inclusion-exclusion
-// matrix C. The math is in shared/PID_MATH.md (sections 1, 2, 4, 5, 6).
+// matrix C. The math is in docs/math.md (sections 1, 2, 4, 5, 6).
 #pragma once
 
 #include <algorithm>

@@ -3,7 +3,7 @@
 // The caller (infomorph_kernels/cpu_backend.py) allocates every tensor with torch and passes raw
 // data pointers as Python ints, so this module never includes torch headers (fast build, no torch
 // C++ ABI coupling). Host code here checks arguments and chooses the template; the math is in
-// pid_cpu_kernel.h (formulas at its top; shared/PID_MATH.md, docs/kernel_contract.md).
+// pid_cpu_kernel.h (formulas at its top; docs/math.md, docs/kernel_contract.md).
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 

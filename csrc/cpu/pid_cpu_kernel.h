@@ -1,6 +1,6 @@
 // Fused I_sx PID forward + backward of a whole layer on the CPU: OpenMP over neurons.
 //
-// Per neuron (shared/PID_MATH.md sections 2, 4, 5; docs/kernel_contract.md is the exact contract):
+// Per neuron (docs/math.md sections 2, 4, 5; docs/kernel_contract.md is the exact contract):
 //   m_s(y, c) = (1/B) sum_i theta_i(y) [cell_s(b_i) = c],   q_s(c) = count_s(c) / B
 //   N_a(y) = sum_s C[a, s] m_s(y, cell_s(b)),   D_a = sum_s C[a, s] q_s(cell_s(b))
 //   I(a)   = (1/B) sum_i sum_y theta_i(y) (log2 N_a(y, b_i) - log2 D_a(b_i) - log2 p(y))

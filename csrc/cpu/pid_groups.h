@@ -6,7 +6,7 @@
 //   m_s(c, t), q_s(c): the same counts marginalized to source subset s (q without the label)
 //   N_a(u, t) = sum_s C[a, s] m_s(cell_s(u), t),   D_a(u) = sum_s C[a, s] q_s(cell_s(u))
 //   I(a) = (1/B) sum_u sum_t M(u, t) (log2 N_a(u, t) - log2 D_a(u)) + H(T)
-// (shared/PID_MATH.md section 2 with the one-hot label as the target's "theta"). Every N and D is
+// (docs/math.md section 2 with the one-hot label as the target's "theta"). Every N and D is
 // an exact integer count (inclusion-exclusion of integer marginals is exact in double below 2^53),
 // so every log2 is a table lookup of log2 of an integer: no transcendental per cell, and
 // N_a(u, t) >= M(u, t) >= 1 exactly wherever a term has weight.

@@ -1,6 +1,6 @@
 // The fused I_sx PID kernel of the CUDA engine: one thread block per neuron at a time.
 //
-// For every neuron (notation of docs/kernel_contract.md; math in shared/PID_MATH.md, sections 2,
+// For every neuron (notation of docs/kernel_contract.md; math in docs/math.md, sections 2,
 // 4, 5, 6), with y in {fire = 0: theta, silent = 1: 1 - theta} and b_i the bins of sample i:
 //
 //   m_s(y, cell)  = sum_i theta_i(y) [cell_s(b_i) = cell]            tables, *not* divided by B

@@ -49,8 +49,7 @@ from typing import List, Optional
 
 import torch
 
-from .. import api, lattice
-from ..binning import adaptive_scale
+from .. import adaptive_scale, api, lattice
 
 __all__ = ["Handle", "install", "uninstall", "information_decomposition", "write_moebius_pkl", "MODES"]
 
@@ -88,7 +87,7 @@ def information_decomposition(p: torch.Tensor, mode: str = "exact") -> torch.Ten
     cells = 1
     for k in K:
         cells *= k
-    if not (p.device.type == "cpu" and n <= 4 and cells <= (1 << 22) and "cpu" in api.available_backends()):
+    if not (p.device.type == "cpu" and n <= lattice.MAX_SOURCES_FUSED and cells <= (1 << 22) and "cpu" in api.available_backends()):
         return _stack(api.pid_distribution(p.movedim((-1, -2), (0, 1)), n_sources=n, numerics=mode))
     grid = torch.cartesian_prod(*[torch.arange(k) for k in K]) if n > 1 else torch.arange(K[0])[:, None]
     bins = grid[:, None, :].expand(cells, N, n)

@@ -10,115 +10,16 @@ from typing import List, Optional
 import torch
 
 from ._malloc import keep_freed_memory
-from .data import DATASETS, DataNotFoundError
+from .data import DataNotFoundError
 from .errors import TrainingInterrupted, UserError
-from .train import TrainConfig, train
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse with a one-line error (no usage block): ``PROG: error: MESSAGE (see PROG -h)``, exit 2."""
-
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} -h)\n")
-
-
-def _hidden(s: str) -> List[int]:
-    try:
-        sizes = [int(v) for v in s.replace("-", ",").split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"takes sizes like 100 or 800,200, got {s!r}") from None
-    if not sizes or min(sizes) < 1:
-        raise argparse.ArgumentTypeError(f"takes positive sizes like 100 or 800,200, got {s!r}")
-    return sizes
-
-
-def _lateral(s: str) -> Optional[int]:
-    if s.lower() in ("dense", "all", "none"):
-        return None
-    try:
-        k = int(s)
-    except ValueError:
-        k = -1
-    if k < 0:
-        raise argparse.ArgumentTypeError(f"takes an int >= 0 or 'dense', got {s!r}")
-    return k
-
-
-def _positive(s: str) -> int:
-    try:
-        v = int(s)
-    except ValueError:
-        v = 0
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"takes an int >= 1, got {s!r}")
-    return v
-
-
-def _learning_rate(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        v = float("nan")
-    if not (v > 0.0 and v < float("inf")):
-        raise argparse.ArgumentTypeError(f"takes a positive finite number, got {text!r}")
-    return v
-
-
-def add_model_options(t: argparse.ArgumentParser, epochs_help: str = "epochs (default 100; with --resume: the stored number)") -> None:
-    """The options that describe the network, data and engine (train's, and the goal search's)."""
-    # "synthetic" is a tiny built-in problem for tests and smoke runs; not advertised
-    t.add_argument("--dataset", default="mnist", choices=DATASETS, metavar="{mnist,fashion-mnist}")
-    t.add_argument("--setup", type=int, default=1, choices=(1, 2, 3),
-                   help="1: dense lateral, label context; 2: at most 100 lateral inputs; 3: 2 + output feedback as context")
-    t.add_argument("--hidden", type=_hidden, default=[100], help="hidden sizes: 100, or 800,200 for a deeper stack")
-    t.add_argument("--output-goal", default="output", help="output layer goal: output (the paper's) or a file")
-    t.add_argument("--epochs", type=_positive, default=None, help=epochs_help)
-    t.add_argument("--backend", default="auto", help="engine backend: auto, reference, cpu, cuda, triton")
-    t.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
-    t.add_argument("--batch-size", type=_positive, default=1024)
-    t.add_argument("--limit-train", type=int, default=None, metavar="N", help="use only N training samples")
-    t.add_argument("--limit-test", type=_positive, default=None, metavar="N", help="use only the first N test samples")
-    t.add_argument("--data-dir", default=None, help="where the data files are (default: the installed packages)")
-    t.add_argument("--lateral-k", type=_lateral, default=-1, metavar="K",
-                   help="lateral inputs per neuron (overrides the setup; 'dense' for all)")
-    t.add_argument("--context", default=None, choices=("label", "feedback", "label+feedback"),
-                   help="the last hidden layer's context (overrides the setup's): the label, the output layer's "
-                        "feedback (Setup 3), or both side by side (the paper's 1600-400-10 stack)")
-    t.add_argument("--hidden-sources", default="FCL", choices=("FCL", "FC", "FL"),
-                   help="FCL: trivariate hidden neurons (the paper's setups); FC: bivariate, context only; FL: bivariate, lateral only")
-    t.add_argument("--activation", default="trivariate", choices=("trivariate", "linear"))
-    t.add_argument("--passes", type=_positive, default=2, help="passes of the hidden layers per batch")
-    t.add_argument("--bins", type=_positive, default=20)
-    t.add_argument("--hidden-lr", type=_learning_rate, default=None, metavar="LR",
-                   help="Adam learning rate of every hidden layer (default 0.002, the paper's)")
-    t.add_argument("--output-lr", type=_learning_rate, default=None, metavar="LR",
-                   help="Adam learning rate of the output layer (default 0.003, the paper's)")
-    t.add_argument("--eval-context", default="zero", choices=("zero", "bias"))
-    t.add_argument("--threads", type=_positive, default=None, help="torch CPU threads (default: torch's choice)")
-    t.add_argument("--no-progress", action="store_true", help="no progress bar")
-
-
-def config_from_args(args, **overrides) -> TrainConfig:
-    """The TrainConfig of parsed model options (``overrides`` set the rest: goal, seed, ...)."""
-    if args.limit_train is not None and args.limit_train < 2:
-        raise UserError(f"--limit-train takes an int >= 2, got {args.limit_train}")
-    kw = dict(
-        dataset=args.dataset, setup=args.setup, hidden=args.hidden, output_goal=args.output_goal,
-        epochs=args.epochs, batch_size=args.batch_size, backend=args.backend, device=args.device,
-        limit_train=args.limit_train, limit_test=args.limit_test, data_dir=args.data_dir, lateral_k=args.lateral_k,
-        activation=args.activation, passes=args.passes, bins=args.bins, eval_context=args.eval_context,
-        hidden_sources=args.hidden_sources, context=args.context,
-    )
-    for name in ("hidden_lr", "output_lr"):  # None: TrainConfig's default (the paper's)
-        if getattr(args, name, None) is not None:
-            kw[name] = getattr(args, name)
-    kw.update(overrides)
-    return TrainConfig(**kw)
+from .options import Parser, add_model_options, config_from_args, positive
+from .search import add_search_parsers
+from .train import train
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m infomorph", description="Infomorphic networks on the I_sx PID engine.")
-    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    p = Parser(prog="python -m infomorph", description="Infomorphic networks on the I_sx PID engine.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
     t = sub.add_parser("train", help="train a network and write results.json, a checkpoint and plots")
     t.add_argument("--goal", default="optimized", help="hidden goal: heuristic, optimized, or a .yaml/.json file")
     t.add_argument("--seed", type=int, default=0)
@@ -134,29 +35,27 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--keep-checkpoints", metavar="EPOCHS", default="",
                    help="also keep the model after these epochs (1,2,5,10 or 0-100) in OUT/checkpoints/ (inspect --complexity)")
     t.add_argument("--seeds", metavar="SEEDS", help="one run per seed (0-9 or 0,3,5) into OUT/seed-N, then a summary")
-    t.add_argument("--jobs", type=_positive, default=1, help="with --seeds: runs at a time (cores are split among them)")
-    from .search import add_search_parsers
-
-    add_search_parsers(sub, _positive)
+    t.add_argument("--jobs", type=positive, default=1, help="with --seeds: runs at a time (cores are split among them)")
+    add_search_parsers(sub)
     w = sub.add_parser("sweep", help="several configurations x seeds from a YAML file: one table and plots")
     w.add_argument("experiment", metavar="EXPERIMENT.yaml",
                    help="seeds: 0-2; base: {train options}; runs: {name: {train options, model: band name}}")
     w.add_argument("--out", required=True, help="output directory (one folder per configuration)")
-    w.add_argument("--jobs", type=_positive, default=1, help="runs at a time (cores are split among them)")
-    w.add_argument("--threads", type=_positive, default=None,
+    w.add_argument("--jobs", type=positive, default=1, help="runs at a time (cores are split among them)")
+    w.add_argument("--threads", type=positive, default=None,
                    help="torch threads per run (default: the cores split among the jobs)")
     i = sub.add_parser("inspect", help="mean local atoms per label of every layer of a trained run (JSON + heatmaps)")
     i.add_argument("run_dir", metavar="RUN_DIR", help="a directory written by train --out")
     i.add_argument("--split", default="test", choices=("test", "val"))
     i.add_argument("--data-dir", default=None, help="where the data files are (default: the run's)")
-    i.add_argument("--threads", type=_positive, default=None, help="torch CPU threads")
+    i.add_argument("--threads", type=positive, default=None, help="torch CPU threads")
     i.add_argument("--no-plots", action="store_true", help="JSON only")
     i.add_argument("--complexity", action="store_true",
                    help="degree-of-synergy profile and representational complexity about the label, per layer "
                         "(every checkpoint in RUN_DIR/checkpoints/ too: the curve over training)")
     i.add_argument("--group-size", type=int, default=3, choices=(2, 3, 4), help="with --complexity: neurons per group")
     i.add_argument("--groups", default=None, help="with --complexity: all or random:K (default: all for 2 and 3, random:20000 for 4)")
-    i.add_argument("--levels", type=_positive, default=8, help="with --complexity: levels per neuron (firing probability binned over [0, 1])")
+    i.add_argument("--levels", type=positive, default=8, help="with --complexity: levels per neuron (firing probability binned over [0, 1])")
     return p
 
 
@@ -232,3 +131,9 @@ def _run(args, argv: List[str]) -> int:
         print(json.dumps({"out": out, "epochs_done": res["epochs_done"], "test_accuracy": res["test_accuracy"],
                           "val_accuracy": res["val_accuracy"], "wall_seconds": round(res["wall_seconds"], 1)}))
     return 0
+
+
+def console() -> None:
+    """The ``infomorph`` console script (pip installs it beside ``python -m infomorph``)."""
+    sys.exit(main())
+

@@ -2,7 +2,7 @@
 
 A goal is ``G = sum_alpha gamma_alpha Pi_alpha + gamma_H H_res`` over the PID atoms of the layer's
 sources (1 = F feedforward, 2 = C context, 3 = L lateral). Gamma vectors are in the engine's gamma
-order (``infomorph_kernels.lattice.gamma_names(n)``, H_res last; shared/PID_MATH.md section 3).
+order (``infomorph_kernels.lattice.gamma_names(n)``, H_res last; docs/math.md section 3).
 
 Accepted goal specifications (:func:`resolve_goal`):
 - a preset name: ``"heuristic"``, ``"optimized"``, ``"hierarchical"`` (trivariate), ``"optimized-fc"``,

@@ -20,9 +20,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
-import datetime
-import fcntl
-import hashlib
 import json
 import math
 import os
@@ -32,26 +29,34 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from .errors import TrainingInterrupted, UserError
-from .goals import gamma_names, readable_name, resolve_goal
+from .goals import gamma_names, readable_name
+from .options import add_model_options, config_from_args, positive
+from .study import (FORMS, N_SOURCES, PRUNE_FACTOR, PRUNERS, SAMPLERS, SearchSettings, _hidden_password, _optuna,
+                    _sampler, enqueue_goals, goal_of, open_storage, open_study, original_number,
+                    parse_space, portable, resolve_storage, study_lock, trial_seed)
 
-SAMPLERS = ("tpe", "cmaes", "random")
-PRUNE_FACTOR = 3  # --prune-factor's default: a third of the trials goes on at each rung
-PRUNERS = ("median", "hyperband", "sha", "none")
 SEARCH_JSON = "search.json"
-N_SOURCES = 3  # the hidden layers are trivariate (F, C, L)
 
 
 # ---------------------------------------------------------------------------------------- parsers
-def add_search_parsers(sub, positive) -> None:
-    from .cli import add_model_options
-
+def add_search_parsers(sub) -> None:
     s = sub.add_parser("search", help="optuna search of the hidden layer's goal (best validation accuracy)")
     s.add_argument("--trials", type=positive, default=100, help="trials the study should complete (pruned count)")
-    s.add_argument("--sampler", default="tpe", help="tpe (multivariate), cmaes or random")
+    s.add_argument("--sampler", default="tpe",
+                   help="tpe (multivariate), cmaes (a pruned trial counts with its last value), gp (optuna's "
+                        "Gaussian-process sampler) or random")
+    s.add_argument("--form", default="box",
+                   help="box: a trial's numbers are the goal; direction: the goal is the trial's numbers divided by "
+                        "their largest magnitude (only gamma's direction is searched: every goal lies on the box's "
+                        "surface, where its faces and corners are)")
+    s.add_argument("--enqueue", action="append", default=[], metavar="FILE|PRESET",
+                   help="a known goal (goal file or preset, e.g. optimized) run as one of the study's first trials; "
+                        "repeatable (a warm start; the study's fixed atoms keep their values)")
+    s.add_argument("--cma-popsize", type=positive, default=None, metavar="N",
+                   help="--sampler cmaes: the population per generation (default 4 + 3 ln(searched atoms))")
     s.add_argument("--fix", action="append", default=[], metavar="ATOM=VALUE",
                    help="hold a gamma fixed (e.g. H_res=0, as the paper's CMA-ES studies); repeatable")
     s.add_argument("--space", metavar="FILE.yaml",
@@ -102,111 +107,7 @@ def run_command(args, argv: Sequence[str]) -> int:
     return 0
 
 
-# ------------------------------------------------------------------------------------- settings
-@dataclass
-class SearchSettings:
-    """What defines a study (stored in it; a resumed study must match)."""
-
-    out: str
-    storage: str
-    study: str
-    sampler: str
-    prune: str
-    trials: int
-    seed: int
-    startup_trials: int
-    heartbeat: int
-    space: Dict[str, Tuple[float, float]]  # searched atoms (gamma order) -> (low, high)
-    fixed: Dict[str, float]  # atoms held fixed -> value
-    train: Dict[str, Any] = field(default_factory=dict)  # TrainConfig fields except goal/seed
-    prune_min_epochs: Optional[int] = None  # sha/hyperband first rung (None: a tenth of the epochs)
-    prune_factor: int = PRUNE_FACTOR  # sha/hyperband reduction factor
-
-    def identity(self) -> Dict[str, Any]:
-        """The part a resumed study must agree on."""
-        ident = {"sampler": self.sampler, "prune": self.prune, "space": {k: list(v) for k, v in self.space.items()},
-                 "fixed": self.fixed, "train": self.train, "seed": self.seed}
-        # named only where set, so that studies started before these options still resume
-        if self.prune_min_epochs is not None:
-            ident["prune_min_epochs"] = self.prune_min_epochs
-        if self.prune_factor != PRUNE_FACTOR:
-            ident["prune_factor"] = self.prune_factor
-        return ident
-
-
-def _optuna():
-    try:
-        import optuna
-    except ImportError:
-        raise UserError("search needs optuna: pip install optuna cmaes scikit-learn "
-                        "(bash scripts/setup.sh installs them)") from None
-    import warnings
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    # heartbeats and their retry callback are marked experimental; the ask/tell loop here sends its own
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
-    return optuna
-
-
-def canonical_atom(name: str, option: str) -> str:
-    """The gamma-order name of an atom given as ``{1}{2}``, ``{F}{C}`` or ``H_res``."""
-    try:
-        g = resolve_goal({str(name): 1.0}, N_SOURCES)
-    except (ValueError, TypeError) as e:
-        raise UserError(f"{option}: {name!r} is no atom of the trivariate goal ({e})") from None
-    return gamma_names(N_SOURCES)[int(g.abs().argmax())]
-
-
-def _number(value: Any, what: str) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        v = float("nan")
-    if not math.isfinite(v):
-        raise UserError(f"{what}: expected a finite number, got {value!r}")
-    return v
-
-
-def parse_space(space_file: Optional[str], fixes: Sequence[str]) -> Tuple[Dict[str, Tuple[float, float]], Dict[str, float]]:
-    """Ranges and fixed values per atom from ``--space FILE`` and ``--fix NAME=V`` (``--fix`` wins)."""
-    names = gamma_names(N_SOURCES)
-    ranges: Dict[str, Tuple[float, float]] = {n: (-1.0, 1.0) for n in names}
-    fixed: Dict[str, float] = {}
-    if space_file is not None:
-        from .sweep import read_spec_file
-
-        spec = read_spec_file(space_file, "--space")
-        if isinstance(spec, dict) and isinstance(spec.get("space"), dict):
-            spec = spec["space"]
-        if not isinstance(spec, dict) or not spec:
-            raise UserError(f"--space: {space_file} must map atom names to [low, high] or a fixed value")
-        for key, val in spec.items():
-            atom = canonical_atom(key, f"--space {space_file}")
-            if isinstance(val, (list, tuple)):
-                if len(val) != 2:
-                    raise UserError(f"--space {space_file}: {key} takes [low, high], got {val!r}")
-                lo, hi = (_number(v, f"--space {space_file}: {key}") for v in val)
-                if not lo < hi:
-                    raise UserError(f"--space {space_file}: {key} has an empty or inverted range [{lo}, {hi}] "
-                                    "(low must be below high; a single value fixes the atom)")
-                ranges[atom] = (lo, hi)
-            else:
-                fixed[atom] = _number(val, f"--space {space_file}: {key}")
-    for item in fixes:
-        if "=" not in item:
-            raise UserError(f"--fix takes ATOM=VALUE (e.g. H_res=0), got {item!r}")
-        key, val = item.split("=", 1)
-        fixed[canonical_atom(key.strip(), "--fix")] = _number(val.strip(), f"--fix {key.strip()}")
-    space = {n: ranges[n] for n in names if n not in fixed}
-    if not space:
-        raise UserError("--fix/--space: every atom is fixed; nothing is left to search")
-    return space, {n: fixed[n] for n in names if n in fixed}
-
-
 def settings_from_args(args) -> SearchSettings:
-    from .cli import config_from_args
-
     if args.sampler not in SAMPLERS:
         raise UserError(f"--sampler: unknown sampler {args.sampler!r}; choose one of {', '.join(SAMPLERS)}")
     if args.prune not in PRUNERS:
@@ -220,158 +121,30 @@ def settings_from_args(args) -> SearchSettings:
         if args.prune_min_epochs is not None and args.prune_min_epochs > epochs:
             raise UserError(f"--prune-min-epochs: the first rung ({args.prune_min_epochs}) must not exceed "
                             f"the epochs per trial ({epochs})")
+    if args.form not in FORMS:
+        raise UserError(f"--form: unknown form {args.form!r}; choose one of {', '.join(FORMS)}")
+    if args.cma_popsize is not None and args.sampler != "cmaes":
+        raise UserError(f"--cma-popsize: only for --sampler cmaes, got --sampler {args.sampler}")
     space, fixed = parse_space(args.space, args.fix)
     if args.sampler == "cmaes" and len(space) < 2:
         raise UserError("--sampler cmaes needs at least two searched atoms")
+    if args.form == "direction" and len(space) < 2:
+        raise UserError("--form direction needs at least two searched atoms")
     cfg = config_from_args(args, epochs=epochs)
     train = {k: v for k, v in cfg.__dict__.items() if k not in ("goal", "seed", "hidden_gamma", "output_gamma")}
     out = os.path.abspath(args.out)
-    storage = args.storage or f"sqlite:///{os.path.join(out, 'study.db')}"
+    storage = resolve_storage(args.storage, os.getcwd()) if args.storage else f"sqlite:///{os.path.join(out, 'study.db')}"
     startup = args.startup_trials or min(100, max(10, args.trials // 5))
-    return SearchSettings(out=out, storage=storage, study=args.study, sampler=args.sampler, prune=args.prune,
-                          trials=args.trials, seed=args.seed, startup_trials=startup, heartbeat=args.heartbeat,
-                          space=space, fixed=fixed, train=train, prune_min_epochs=args.prune_min_epochs,
-                          prune_factor=args.prune_factor)
-
-
-def _hidden_password(url: str) -> str:
-    try:
-        from sqlalchemy.engine import make_url
-
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001
-        return url
-
-
-def _with_driver(url: str) -> str:
-    """``postgresql://`` with the PostgreSQL driver that is installed (SQLAlchemy 2.1 means psycopg 3
-    by it, older versions psycopg2); other URLs as given."""
-    from sqlalchemy.engine import make_url
-
-    u = make_url(url)
-    if u.drivername == "postgresql":
-        import importlib.util
-
-        for mod, driver in (("psycopg", "postgresql+psycopg"), ("psycopg2", "postgresql+psycopg2")):
-            if importlib.util.find_spec(mod) is not None:
-                return u.set(drivername=driver).render_as_string(hide_password=False)
-    return url
-
-
-def open_storage(settings: SearchSettings):
-    """optuna's RDB storage with heartbeats and retry of stale trials; one-line errors for a bad URL
-    or a database that cannot be reached."""
-    optuna = _optuna()
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
-    url = settings.storage
-    try:
-        parsed = make_url(url)
-    except ArgumentError:
-        raise UserError(f"--storage: {url!r} is not a database URL (expected postgresql://USER@HOST:PORT/DB "
-                        "or sqlite:///FILE.db)") from None
-    kwargs: Dict[str, Any] = {}
-    if parsed.get_backend_name() == "sqlite":
-        kwargs = {"connect_args": {"timeout": 120}}
-        db = parsed.database
-        if db and db != ":memory:":
-            os.makedirs(os.path.dirname(os.path.abspath(db)), exist_ok=True)
-    elif parsed.get_backend_name().startswith("postgresql"):
-        kwargs = {"connect_args": {"connect_timeout": 10}, "pool_pre_ping": True}
-    try:
-        for attempt in range(20):
-            try:
-                return optuna.storages.RDBStorage(
-                    _with_driver(url), engine_kwargs=kwargs, heartbeat_interval=settings.heartbeat,
-                    grace_period=2 * settings.heartbeat,
-                    heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3))
-            except Exception as e:  # noqa: BLE001
-                # a fresh database whose schema another process (a worker, a watcher) is creating
-                # at this moment: "table ... already exists", or both inserting the schema version
-                # ("UNIQUE constraint failed: alembic_version...", PostgreSQL's "duplicate key");
-                # the next attempt finds the schema complete
-                msg = str(getattr(e, "orig", None) or e)
-                racing = any(w in msg for w in ("already exists", "UNIQUE constraint failed", "duplicate key"))
-                if not racing or attempt == 19:
-                    raise
-                time.sleep(0.25 + 0.05 * attempt)
-    except ImportError as e:
-        raise UserError(f"--storage {_hidden_password(url)}: the database driver is missing ({e}); "
-                        "for PostgreSQL: pip install 'psycopg[binary]'") from None
-    except Exception as e:  # noqa: BLE001 - sqlalchemy's OperationalError and kin: unreachable/refused
-        first = str(getattr(e, "orig", None) or e).strip().splitlines()
-        raise UserError(f"--storage: cannot open the database {_hidden_password(url)} "
-                        f"({first[0] if first else type(e).__name__})") from None
-
-
-def _sampler(settings: SearchSettings, number: int):
-    """The sampler for the trial about to be asked (number ``number``): seeded by the study seed and
-    that number, so the suggestions do not depend on which worker asks, and a resumed study does not
-    replay its first ones."""
-    optuna = _optuna()
-    seed = trial_seed(settings.seed, -1 - number)
-    if settings.sampler == "tpe":
-        return optuna.samplers.TPESampler(multivariate=True, n_startup_trials=settings.startup_trials,
-                                          n_ei_candidates=100, constant_liar=True, seed=seed)
-    if settings.sampler == "cmaes":
-        try:
-            import cmaes  # noqa: F401
-        except ImportError:
-            raise UserError("--sampler cmaes needs the cmaes package: pip install cmaes") from None
-        return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
-    return optuna.samplers.RandomSampler(seed=seed)
-
-
-def _pruner(settings: SearchSettings):
-    optuna = _optuna()
-    epochs = int(settings.train["epochs"])
-    first = settings.prune_min_epochs or max(1, epochs // 10)
-    factor = settings.prune_factor
-    if settings.prune == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=10, n_warmup_steps=max(1, epochs // 5))
-    if settings.prune == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=first, max_resource=epochs, reduction_factor=factor)
-    if settings.prune == "sha":
-        # hyperband's most aggressive bracket alone: every trial meets the rungs at min_resource * R^k
-        return optuna.pruners.SuccessiveHalvingPruner(min_resource=first, reduction_factor=factor)
-    return optuna.pruners.NopPruner()
-
-
-def open_study(settings: SearchSettings, worker: int = 0):
-    """Create or load the study; a loaded one must have been made with the same settings."""
-    optuna = _optuna()
-    storage = open_storage(settings)
-    study = optuna.create_study(study_name=settings.study, storage=storage, pruner=_pruner(settings),
-                                direction="maximize", load_if_exists=True)
-    study.sampler = _sampler(settings, len(study.get_trials(deepcopy=False)))
-    ident = settings.identity()
-    stored = study.user_attrs.get("settings")
-    if stored is None:
-        study.set_user_attr("settings", ident)
-        study.set_user_attr("created", datetime.datetime.now().isoformat(timespec="seconds"))
-    elif json.loads(json.dumps(stored)) != json.loads(json.dumps(ident)):
-        diff = sorted(k for k in ident if json.dumps(ident[k], sort_keys=True) != json.dumps(stored.get(k), sort_keys=True))
-        raise UserError(f"--study {settings.study}: this study was started with other settings ({', '.join(diff)} "
-                        "differ); run it with its own options, or name a new --study")
-    return study
-
-
-def trial_seed(study_seed: int, number: int) -> int:
-    """The training seed of trial ``number`` (the original number for a retried trial)."""
-    h = hashlib.sha256(f"infomorph-search:{study_seed}:{number}".encode()).digest()
-    return int.from_bytes(h[:4], "little") & 0x7FFFFFFF
-
-
-def original_number(study, trial) -> int:
-    """The number of the trial a retried trial repeats (its own number otherwise)."""
-    frozen = study._storage.get_trial(trial._trial_id)
-    return int(frozen.system_attrs.get("failed_trial", trial.number))
-
-
-def goal_of(params: Dict[str, float], fixed: Dict[str, float]) -> Dict[str, float]:
-    """The full goal (gamma order) of a trial's parameters plus the fixed atoms."""
-    return {n: float(params[n] if n in params else fixed.get(n, 0.0)) for n in gamma_names(N_SOURCES)}
+    settings = SearchSettings(out=out, storage=storage, study=args.study, sampler=args.sampler, prune=args.prune,
+                              trials=args.trials, seed=args.seed, startup_trials=startup, heartbeat=args.heartbeat,
+                              space=space, fixed=fixed, train=train, prune_min_epochs=args.prune_min_epochs,
+                              prune_factor=args.prune_factor, form=args.form, cma_popsize=args.cma_popsize)
+    if args.enqueue:
+        if len(args.enqueue) > args.trials:
+            raise UserError(f"--enqueue: {len(args.enqueue)} goals for a study of --trials {args.trials}")
+        # the worker processes of --jobs get the same options: only the parent speaks of fixed atoms
+        settings.enqueue = enqueue_goals(args.enqueue, settings, log=print if args.worker is None else (lambda m: None))
+    return settings
 
 
 # --------------------------------------------------------------------------------------- training
@@ -407,48 +180,6 @@ def _best_val(history: Sequence[Dict]) -> float:
 
 
 # ---------------------------------------------------------------------------------------- workers
-@contextlib.contextmanager
-def study_lock(settings: SearchSettings) -> Iterator[None]:
-    """Serialize "count the trials, then ask for one" among workers: a PostgreSQL advisory lock
-    (workers on any machine), a file lock beside an SQLite database; other storages rely on the
-    check after asking."""
-    from sqlalchemy import text
-    from sqlalchemy.engine import make_url
-
-    url = make_url(settings.storage)
-    key = int.from_bytes(hashlib.sha256(settings.study.encode()).digest()[:8], "little", signed=True)
-    if url.get_backend_name().startswith("postgresql"):
-        engine = _lock_engine(settings.storage)
-        with engine.connect() as conn:
-            conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": key})
-            try:
-                yield
-            finally:
-                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
-                conn.commit()
-        return
-    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
-        with open(os.path.abspath(url.database) + ".lock", "a") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
-        return
-    yield  # other databases: no lock (the check after asking still holds the count)
-
-
-_ENGINES: Dict[str, Any] = {}
-
-
-def _lock_engine(url: str):
-    from sqlalchemy import create_engine
-
-    if url not in _ENGINES:
-        _ENGINES[url] = create_engine(_with_driver(url), pool_pre_ping=True, connect_args={"connect_timeout": 10})
-    return _ENGINES[url]
-
-
 def _counts(study) -> Dict[str, int]:
     c: Dict[str, int] = {}
     for t in study.get_trials(deepcopy=False):
@@ -537,7 +268,7 @@ def _run_trial(study, storage, trial, settings: SearchSettings, data, trial_dir:
     from optuna.trial import TrialState
 
     params = {n: trial.suggest_float(n, lo, hi) for n, (lo, hi) in settings.space.items()}
-    goal = goal_of(params, settings.fixed)
+    goal = goal_of(params, settings)
     number = original_number(study, trial)
     seed = trial_seed(settings.seed, number)
     trial.set_user_attr("seed", seed)
@@ -738,8 +469,9 @@ def _write_meta(settings: SearchSettings) -> None:
     path = os.path.join(settings.out, SEARCH_JSON)
     if not os.path.isfile(path):
         with open(path, "w") as fh:
-            json.dump({"storage": _hidden_password(settings.storage), "storage_url": settings.storage,
-                       "study": settings.study, "settings": settings.__dict__}, fh, indent=1)
+            rec = portable(settings)
+            json.dump({"storage": _hidden_password(rec["storage"]), "storage_url": rec["storage"],
+                       "study": settings.study, "settings": rec}, fh, indent=1)
 
 
 def write_outputs(study, settings: SearchSettings) -> Dict:
@@ -752,7 +484,7 @@ def write_outputs(study, settings: SearchSettings) -> Dict:
         for t in trials:
             if t.user_attrs.get("surplus"):
                 continue
-            g = goal_of(t.params, settings.fixed) if t.params else {n: "" for n in names}
+            g = goal_of(t.params, settings) if t.params else {n: "" for n in names}
             retry = t.system_attrs.get("failed_trial", "")
             w.writerow([t.number, t.state.name, *[g[n] for n in names], "" if t.value is None else t.value,
                         t.user_attrs.get("seconds", ""), t.user_attrs.get("epochs", ""), t.user_attrs.get("seed", ""),
@@ -763,7 +495,7 @@ def write_outputs(study, settings: SearchSettings) -> Dict:
         counts["FAIL"] -= surplus
         counts = {k: v for k, v in counts.items() if v}
     best = _best_trial(study)
-    best_goal = goal_of(best.params, settings.fixed) if best is not None else None
+    best_goal = goal_of(best.params, settings) if best is not None else None
     if best_goal is not None:
         _write_goal_yaml(os.path.join(settings.out, "best_goal.yaml"), best_goal, best, settings)
     starts = [t.datetime_start for t in trials if t.datetime_start is not None and t.state.name in ("COMPLETE", "PRUNED")]
@@ -771,8 +503,9 @@ def write_outputs(study, settings: SearchSettings) -> Dict:
     hours = (max(ends) - min(starts)).total_seconds() / 3600 if starts and ends else 0.0
     finished = _finished(counts)
     secs = [t.user_attrs["seconds"] for t in trials if "seconds" in t.user_attrs and t.state.name in ("COMPLETE", "PRUNED")]
+    rec = portable(settings)  # paths relative to the search directory
     summary = {
-        "storage": _hidden_password(settings.storage), "storage_url": settings.storage, "study": settings.study,
+        "storage": _hidden_password(rec["storage"]), "storage_url": rec["storage"], "study": settings.study,
         "sampler": settings.sampler, "prune": settings.prune, "trials_requested": settings.trials,
         "trials_by_state": counts,
         "best_value": None if best is None else best.value, "best_trial": None if best is None else best.number,
@@ -780,7 +513,7 @@ def write_outputs(study, settings: SearchSettings) -> Dict:
         "best_goal_readable": None if best_goal is None else {readable_name(k): v for k, v in best_goal.items()},
         "trials_per_hour": finished / hours if hours > 0 else None,
         "seconds_per_trial_mean": sum(secs) / len(secs) if secs else None,
-        "wall_hours": hours, "settings": settings.__dict__,
+        "wall_hours": hours, "settings": rec,
         "command": "python -m infomorph search " + " ".join(_cmd_line(settings)),
     }
     with open(os.path.join(settings.out, SEARCH_JSON), "w") as fh:
@@ -797,13 +530,17 @@ def _cmd_line(s: SearchSettings) -> List[str]:
         parts += ["--prune-min-epochs", str(s.prune_min_epochs)]
     if s.prune_factor != PRUNE_FACTOR:
         parts += ["--prune-factor", str(s.prune_factor)]
+    if s.form != "box":
+        parts += ["--form", s.form]
+    if s.cma_popsize is not None:
+        parts += ["--cma-popsize", str(s.cma_popsize)]
     parts += [x for n, v in s.fixed.items() for x in ("--fix", f"{n}={v}")]
-    return parts + ["--out", s.out]
+    return parts + ["--out", os.path.relpath(s.out)]
 
 
 def _write_goal_yaml(path: str, goal: Dict[str, float], best, settings: SearchSettings) -> None:
     lines = [f"# best goal of study {settings.study!r}: trial {best.number}, validation accuracy {best.value:.4f}",
-             f"# python -m infomorph train --goal {path} ... (atoms: 1 = F feedforward, 2 = C context, 3 = L lateral)",
+             "# python -m infomorph train --goal THIS_FILE ... (atoms: 1 = F feedforward, 2 = C context, 3 = L lateral)",
              "gamma:"]
     lines += [f"  \"{n}\": {v!r}" for n, v in goal.items()]
     tmp = path + ".tmp"
@@ -821,6 +558,8 @@ def _load_search_dir(search_dir: str):
         meta = json.load(fh)
     s = dict(meta["settings"])
     s["space"] = {k: tuple(v) for k, v in s["space"].items()}
+    s["out"] = os.path.abspath(search_dir)  # the files' paths are relative to the directory (portable)
+    s["storage"] = resolve_storage(s["storage"], search_dir)
     settings = SearchSettings(**s)
     optuna = _optuna()
     storage = open_storage(settings)

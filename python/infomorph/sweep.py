@@ -345,7 +345,7 @@ def run_experiment(path: str, out_dir: str, jobs: int = 1, log=print, threads: O
         results[name] = summary
         failed += [f"{name} seed {s}" for s in summary["failed_seeds"]]
     with open(os.path.join(out_dir, "sweep.json"), "w") as fh:
-        json.dump({"experiment": os.path.abspath(path), "seeds": seeds, "runs": results}, fh, indent=1)
+        json.dump({"experiment": os.path.relpath(path), "seeds": seeds, "runs": results}, fh, indent=1)  # as run from here
     with open(os.path.join(out_dir, "sweep.md"), "w") as fh:
         fh.write(TABLE_HEAD + "\n" + "\n".join(_row(n, s) for n, s in results.items()) + "\n")
     plot_band(results, os.path.join(out_dir, "accuracy.png"))
