@@ -4,12 +4,9 @@ SQLite (the default storage) and a real PostgreSQL server that the tests start t
 and pg_ctl into a temporary folder, a free loopback port, as the postgres user when run as root).
 Training is the tiny built-in synthetic problem, so a trial takes a fraction of a second (trials
 that must be killed mid-way get more epochs)."""
-import glob
 import json
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +18,7 @@ optuna = pytest.importorskip("optuna", reason="the goal search needs optuna: bas
 from infomorph import search as S  # noqa: E402
 from infomorph import study as St  # noqa: E402
 from infomorph.goals import gamma_names, resolve_goal  # noqa: E402
+from pgserver import postgres  # noqa: E402,F401  (the fixture: a server of this module's own)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--dataset", "synthetic", "--hidden", "8", "--threads", "1", "--no-progress"]
@@ -370,56 +368,6 @@ def test_cmaes_with_pruning_and_gp_samplers_run(tmp_path, sampler):
 
 
 # ------------------------------------------------------------------------------------ PostgreSQL
-def _pg_bin():
-    for cand in [os.path.dirname(os.path.realpath(shutil.which("initdb") or ""))] + sorted(glob.glob("/usr/lib/postgresql/*/bin"))[::-1]:
-        if cand and os.path.isfile(os.path.join(cand, "initdb")) and os.path.isfile(os.path.join(cand, "pg_ctl")):
-            return cand
-    return None
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def postgres():
-    """A real PostgreSQL server on a free loopback port for this module; stopped at the end."""
-    import importlib.util
-
-    if importlib.util.find_spec("psycopg") is None and importlib.util.find_spec("psycopg2") is None:
-        pytest.fail("the PostgreSQL storage needs a driver: pip install 'psycopg[binary]' (bash scripts/setup.sh does)")
-    bindir = _pg_bin()
-    if bindir is None:
-        pytest.fail("no PostgreSQL server programs (initdb, pg_ctl) found: install them with "
-                    "`apt-get install postgresql` (Debian) or put initdb on PATH; the PostgreSQL storage tests need a server")
-    import tempfile
-
-    # not under pytest's tmp folder: that one is private to the test user, and the server may run as postgres
-    base = tempfile.mkdtemp(prefix="infomorph-pg-")
-    data, sock = os.path.join(base, "data"), os.path.join(base, "sock")
-    os.mkdir(sock)
-    prefix = []
-    if os.geteuid() == 0:  # initdb refuses root: run the server as the postgres user
-        prefix = ["runuser", "-u", "postgres", "--"]
-        for d in (base, sock):
-            shutil.chown(d, "postgres")
-    port = _free_port()
-    def run(*cmd):
-        r = subprocess.run(prefix + list(cmd), capture_output=True, text=True, timeout=120)
-        assert r.returncode == 0, f"{' '.join(cmd)} failed: {r.stderr.strip() or r.stdout.strip()}"
-
-    run(os.path.join(bindir, "initdb"), "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8")
-    run(os.path.join(bindir, "pg_ctl"), "-D", data, "-w", "-l", os.path.join(base, "server.log"), "-o",
-        f"-p {port} -k {sock} -c listen_addresses=127.0.0.1 -c max_connections=50", "start")
-    try:
-        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
-    finally:
-        run(os.path.join(bindir, "pg_ctl"), "-D", data, "-w", "-m", "fast", "stop")
-        shutil.rmtree(base, ignore_errors=True)
-
-
 def _lock_waiters(storage) -> int:
     """How many sessions wait for an advisory lock on the server."""
     from sqlalchemy import text

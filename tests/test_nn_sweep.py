@@ -2,8 +2,10 @@
 resume after a killed run, and the experiment file."""
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -201,3 +203,116 @@ def test_a_second_training_into_a_busy_run_directory_stops_at_once(tmp_path):
         lock.release()
     res = cli("train", *TINY, "--epochs", "1", "--no-progress", "--out", str(run))
     assert res.returncode == 0, res.stderr
+
+
+# ------------------------------------------------------------------- sweeps shared through a storage
+from pgserver import postgres  # noqa: E402,F401  (the fixture: a server of this module's own)
+
+SHARED_EXP = """seeds: 0-2
+base:
+  dataset: synthetic
+  hidden: 6
+  batch_size: 64
+  limit_train: 200
+  limit_test: 60
+  epochs: {epochs}
+runs:
+  heur:
+    goal: heuristic
+  opt:
+    goal: optimized
+"""
+
+
+def _sweep_trials(storage, study):
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return optuna.load_study(study_name=study, storage=storage).get_trials(deepcopy=False)
+
+
+def _accuracies(sweep_json):
+    runs = json.loads(open(sweep_json).read())["runs"]
+    return {(name, r["seed"]): r["test_accuracy"] for name, s in runs.items() for r in s["runs"]}
+
+
+def test_shared_sweep_two_workers_one_killed(tmp_path, postgres):
+    """Two workers of one sweep (2 configurations x 3 seeds) on a real PostgreSQL server, as on two
+    machines; one is SIGKILLed inside a run: that (configuration, seed) is failed once its heartbeat
+    stops and run again by the other worker; every cell ends with exactly one result; the summary
+    equals a local sweep's of the same file, and --summary-only writes it on any machine."""
+    exp = tmp_path / "exp.yaml"
+    exp.write_text(SHARED_EXP.format(epochs=150))
+    common = ["sweep", str(exp), "--storage", postgres, "--study", "kill", "--heartbeat", "1", "--threads", "1"]
+    env = _env()
+    with open(tmp_path / "a.log", "w") as la, open(tmp_path / "b.log", "w") as lb:
+        a = subprocess.Popen([sys.executable, "-m", "infomorph", *common, "--out", str(tmp_path / "a")],
+                             stdout=la, stderr=subprocess.STDOUT, env=env)
+        try:
+            t0 = time.time()
+            while not (_has_study(postgres, "kill")
+                       and any(t.state.name == "RUNNING" for t in _sweep_trials(postgres, "kill"))):
+                assert a.poll() is None, (tmp_path / "a.log").read_text()
+                assert time.time() - t0 < 120, "worker a started no cell"
+                time.sleep(0.2)
+            time.sleep(1.0)  # inside the run
+        finally:
+            a.send_signal(signal.SIGKILL)
+            a.wait()
+        killed = [t for t in _sweep_trials(postgres, "kill") if t.state.name == "RUNNING"]
+        assert len(killed) == 1
+        b = subprocess.Popen([sys.executable, "-m", "infomorph", *common, "--out", str(tmp_path / "b")],
+                             stdout=lb, stderr=subprocess.STDOUT, env=env)
+        assert b.wait(timeout=600) == 0, (tmp_path / "b.log").read_text()
+    trials = _sweep_trials(postgres, "kill")
+    done = [t.params["cell"] for t in trials if t.state.name == "COMPLETE"]
+    assert sorted(done) == sorted(f"{n}|{s}" for n in ("heur", "opt") for s in range(3))  # each exactly once
+    fails = [t for t in trials if t.state.name == "FAIL"]
+    assert [t.number for t in fails] == [killed[0].number]
+    retry = [t for t in trials if t.system_attrs.get("failed_trial") == killed[0].number]
+    assert len(retry) == 1 and retry[0].state.name == "COMPLETE" and retry[0].params == killed[0].params
+    assert retry[0].user_attrs["record"]["dir"].startswith(str(tmp_path / "b"))
+    # the same sweep run locally (one process, no storage): the same accuracies per (configuration, seed)
+    r = cli("sweep", str(exp), "--out", str(tmp_path / "local"), "--threads", "1")
+    assert r.returncode == 0, r.stderr
+    want = _accuracies(tmp_path / "local" / "sweep.json")
+    assert len(want) == 6 and _accuracies(tmp_path / "b" / "sweep.json") == want
+    # --summary-only: the files from the storage alone, on any machine, without training
+    r = cli("sweep", str(exp), "--storage", postgres, "--study", "kill", "--summary-only", "--out", str(tmp_path / "r"))
+    assert r.returncode == 0, r.stderr
+    assert _accuracies(tmp_path / "r" / "sweep.json") == want and not (tmp_path / "r" / "heur").exists()
+    # another experiment under the same study name is refused with one line
+    exp2 = tmp_path / "exp2.yaml"
+    exp2.write_text(SHARED_EXP.format(epochs=2))
+    r = cli("sweep", str(exp2), "--storage", postgres, "--study", "kill", "--out", str(tmp_path / "x"))
+    assert r.returncode == 2 and "holds another sweep" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def _has_study(storage, study):
+    import optuna
+
+    return study in [s.study_name for s in optuna.get_all_study_summaries(storage)]
+
+
+def test_shared_seeds_and_bad_input(tmp_path):
+    """train --seeds --storage: one configuration shared (SQLite here: workers on one machine); the
+    same summary as train --seeds alone; bad combinations are one line, exit 2."""
+    db = f"sqlite:///{tmp_path / 's.db'}"
+    args = ["train", *TINY, "--epochs", "2", "--seeds", "0-1", "--threads", "1"]
+    r = cli(*args, "--storage", db, "--study", "seeds", "--out", str(tmp_path / "shared"))
+    assert r.returncode == 0, r.stderr
+    r2 = cli(*args, "--out", str(tmp_path / "plain"))
+    assert r2.returncode == 0, r2.stderr
+    got = json.loads((tmp_path / "shared" / "summary.json").read_text())
+    want = json.loads((tmp_path / "plain" / "summary.json").read_text())
+    assert [x["test_accuracy"] for x in got["runs"]] == [x["test_accuracy"] for x in want["runs"]]
+    assert got["test_accuracy"] == want["test_accuracy"] and got["failed_seeds"] == []
+    # the same command again: nothing is run twice
+    r3 = cli(*args, "--storage", db, "--study", "seeds", "--out", str(tmp_path / "shared"))
+    assert r3.returncode == 0 and len(_sweep_trials(db, "seeds")) == 2
+    for bad, needle in ((["train", *TINY, "--storage", db, "--out", str(tmp_path / "y")], "go with --seeds"),
+                        (["sweep", "nofile.yaml", "--summary-only", "--out", str(tmp_path / "y")], "--summary-only reads"),
+                        ([*args, "--storage", db, "--study", "nope", "--summary-only", "--out", str(tmp_path / "y")],
+                         "--study nope: no such sweep")):
+        r = cli(*bad)
+        assert r.returncode == 2 and needle in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import sys
 from typing import List, Optional
 
@@ -12,7 +14,7 @@ import torch
 from ._malloc import keep_freed_memory
 from .data import DataNotFoundError
 from .errors import TrainingInterrupted, UserError
-from .options import Parser, add_model_options, config_from_args, positive
+from .options import Parser, add_model_options, add_shared_options, config_from_args, positive
 from .search import add_search_parsers
 from .train import train
 
@@ -36,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also keep the model after these epochs (1,2,5,10 or 0-100) in OUT/checkpoints/ (inspect --complexity)")
     t.add_argument("--seeds", metavar="SEEDS", help="one run per seed (0-9 or 0,3,5) into OUT/seed-N, then a summary")
     t.add_argument("--jobs", type=positive, default=1, help="with --seeds: runs at a time (cores are split among them)")
+    add_shared_options(t, "with --seeds: ")
     add_search_parsers(sub)
     w = sub.add_parser("sweep", help="several configurations x seeds from a YAML file: one table and plots")
     w.add_argument("experiment", metavar="EXPERIMENT.yaml",
@@ -44,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--jobs", type=positive, default=1, help="runs at a time (cores are split among them)")
     w.add_argument("--threads", type=positive, default=None,
                    help="torch threads per run (default: the cores split among the jobs)")
+    add_shared_options(w)
     i = sub.add_parser("inspect", help="mean local atoms per label of every layer of a trained run (JSON + heatmaps)")
     i.add_argument("run_dir", metavar="RUN_DIR", help="a directory written by train --out")
     i.add_argument("--split", default="test", choices=("test", "val"))
@@ -59,9 +63,27 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def follow_parent() -> None:
+    """A command started by a sweep (INFOMORPH_PARENT_PID set) gets SIGTERM when that sweep's process
+    ends, however it ends (Linux prctl PR_SET_PDEATHSIG; elsewhere nothing): a training then saves
+    its checkpoint and stops instead of running on unseen."""
+    parent = os.environ.pop("INFOMORPH_PARENT_PID", None)
+    if parent is None or not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if str(os.getppid()) != parent:  # the sweep died before the request took hold
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    follow_parent()
     keep_freed_memory()  # no page faults re-mapping each step's buffers (_malloc.py)
     try:
         return _run(args, argv)
@@ -78,6 +100,11 @@ def _run(args, argv: List[str]) -> int:
         from .search import run_command
 
         return run_command(args, argv)
+    shared = getattr(args, "storage", None) is not None or getattr(args, "summary_only", False)
+    if shared and args.command == "train" and args.seeds is None:
+        raise UserError("--storage/--summary-only go with --seeds (a sweep of seeds shared through the storage)")
+    if shared:
+        return _run_shared(args, argv)
     if args.command == "sweep":
         from .sweep import run_experiment
 
@@ -130,6 +157,39 @@ def _run(args, argv: List[str]) -> int:
         res = train(cfg, out, resume=resume, show_progress=not args.no_progress)
         print(json.dumps({"out": out, "epochs_done": res["epochs_done"], "test_accuracy": res["test_accuracy"],
                           "val_accuracy": res["val_accuracy"], "wall_seconds": round(res["wall_seconds"], 1)}))
+    return 0
+
+
+def _run_shared(args, argv: List[str]) -> int:
+    """sweep / train --seeds with --storage: this worker's share of a sweep shared through the
+    storage, or (--summary-only) the summary files from it."""
+    from . import sweep_storage as shared
+    from .sweep import parse_seeds, plan_experiment, strip_own_options
+
+    if args.storage is None:
+        raise UserError("--summary-only reads the sweep from --storage URL (the database the workers share)")
+    from .study import resolve_storage
+
+    args.storage = resolve_storage(args.storage, os.getcwd())  # a relative SQLite file: from here
+    if args.command == "train":
+        if args.out is None or args.resume is not None:
+            raise UserError("--seeds goes with --out DIR (the sweep folder; run the same command again to resume)")
+        seeds = parse_seeds(args.seeds)
+        train_args = strip_own_options(argv[argv.index("train") + 1:])
+        plan = [(shared.SINGLE, train_args, shared.SINGLE, args.hidden)]
+        experiment = None
+    else:
+        seeds, plan = plan_experiment(args.experiment)
+        experiment = args.experiment
+    if args.summary_only:
+        results = shared.report(args.storage, args.study, plan, seeds, args.out, experiment)
+    else:
+        results = shared.run_shared(plan, seeds, args.out, args.storage, args.study, args.jobs, threads=args.threads,
+                                    heartbeat=args.heartbeat)
+        shared.write(results, plan, seeds, args.out, experiment)
+    missing = {n: r["failed_seeds"] for n, r in results.items() if r["failed_seeds"]}
+    print(json.dumps({"out": args.out, "study": args.study, "runs": {n: r["test_accuracy"].get("n", 0) for n, r in results.items()},
+                      "without_result": missing}))
     return 0
 
 

@@ -111,3 +111,18 @@ def config_from_args(args, **overrides) -> TrainConfig:
             kw[name] = getattr(args, name)
     kw.update(overrides)
     return TrainConfig(**kw)
+
+
+def add_shared_options(p: argparse.ArgumentParser, when: str = "") -> None:
+    """A sweep shared by many workers through one optuna storage (sweep_storage.py)."""
+    p.add_argument("--storage", default=None, metavar="URL",
+                   help=f"{when}share the sweep through this optuna storage (postgresql://... for many machines, "
+                        "sqlite:///FILE.db for one): every worker started with the same command takes the next "
+                        "(configuration, seed) not yet run")
+    p.add_argument("--study", default="infomorph-sweep", help="with --storage: the sweep's name inside the storage")
+    p.add_argument("--heartbeat", type=positive, default=30,
+                   help="with --storage: seconds between a running cell's heartbeats; a dead worker's cell is run "
+                        "again once after 2x that")
+    p.add_argument("--summary-only", action="store_true",
+                   help="with --storage: write the summary files from the storage into --out, without training")
+

@@ -27,7 +27,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -36,7 +35,7 @@ from .goals import gamma_names, readable_name
 from .options import add_model_options, config_from_args, positive
 from .study import (FORMS, N_SOURCES, PRUNE_FACTOR, PRUNERS, SAMPLERS, SearchSettings, _hidden_password, _optuna,
                     _sampler, enqueue_goals, goal_of, open_storage, open_study, original_number,
-                    parse_space, portable, resolve_storage, study_lock, trial_seed)
+                    Heartbeat, parse_space, portable, resolve_storage, study_lock, trial_seed)
 
 SEARCH_JSON = "search.json"
 
@@ -191,30 +190,6 @@ def _finished(c: Dict[str, int]) -> int:
     return c.get("COMPLETE", 0) + c.get("PRUNED", 0)
 
 
-class _Heartbeat:
-    """Records the running trial's heartbeat every ``interval`` seconds from a thread (optuna does
-    this only inside study.optimize; the ask/tell loop here needs its own)."""
-
-    def __init__(self, storage, trial_id: int, interval: float):
-        self.storage, self.trial_id, self.interval = storage, trial_id, interval
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self):
-        while not self._stop.wait(self.interval):
-            with contextlib.suppress(Exception):
-                self.storage.record_heartbeat(self.trial_id)
-
-    def __enter__(self):
-        self.storage.record_heartbeat(self.trial_id)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-
-
 def run_worker(settings: SearchSettings, worker: int = 0,
                on_trial: Optional[Callable[[Any], None]] = None, log=print) -> None:
     """Run trials until the study has ``settings.trials`` finished (complete or pruned) trials."""
@@ -285,7 +260,7 @@ def _run_trial(study, storage, trial, settings: SearchSettings, data, trial_dir:
 
     t0 = time.perf_counter()
     state, value, error = TrialState.COMPLETE, None, None
-    with _Heartbeat(storage, trial._trial_id, settings.heartbeat):
+    with Heartbeat(storage, trial._trial_id, settings.heartbeat):
         try:
             res = train_goal(settings.train, goal, seed, data, run_dir, on_epoch)
             value = _best_val(res["history"])

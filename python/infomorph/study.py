@@ -17,6 +17,7 @@ import hashlib
 import json
 import math
 import os
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
@@ -167,9 +168,10 @@ def _with_driver(url: str) -> str:
     return url
 
 
-def open_storage(settings: SearchSettings):
-    """optuna's RDB storage with heartbeats and retry of stale trials; one-line errors for a bad URL
-    or a database that cannot be reached."""
+def open_storage(settings: SearchSettings, max_retry: int = 3):
+    """optuna's RDB storage with heartbeats and retry of stale trials (``max_retry`` times each); one-line
+    errors for a bad URL or a database that cannot be reached. ``settings`` needs ``storage`` and
+    ``heartbeat``."""
     optuna = _optuna()
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
@@ -194,7 +196,7 @@ def open_storage(settings: SearchSettings):
                 return optuna.storages.RDBStorage(
                     _with_driver(url), engine_kwargs=kwargs, heartbeat_interval=settings.heartbeat,
                     grace_period=2 * settings.heartbeat,
-                    heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3))
+                    heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=max_retry))
             except Exception as e:  # noqa: BLE001
                 # a fresh database whose schema another process (a worker, a watcher) is creating
                 # at this moment: "table ... already exists", or both inserting the schema version
@@ -382,7 +384,33 @@ def resolve_storage(url: str, search_dir: str) -> str:
     return url
 
 
-# -------------------------------------------------------------------------------------- the lock
+# ------------------------------------------------------------------------------ the lock, heartbeats
+class Heartbeat:
+    """Records the running trial's heartbeat every ``interval`` seconds from a thread (optuna does
+    this only inside study.optimize; the ask/tell loops of the search and the shared sweep need
+    their own: study.optimize cannot hold "count, then ask" under the study lock)."""
+
+    def __init__(self, storage, trial_id: int, interval: float):
+        self.storage, self.trial_id, self.interval = storage, trial_id, interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self._stop.wait(self.interval):
+            with contextlib.suppress(Exception):
+                self.storage.record_heartbeat(self.trial_id)
+
+    def __enter__(self):
+        self.storage.record_heartbeat(self.trial_id)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
+
 @contextlib.contextmanager
 def study_lock(settings: SearchSettings) -> Iterator[None]:
     """Serialize "count the trials, then ask for one" among workers: a PostgreSQL advisory lock

@@ -25,14 +25,14 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from ._plots import pyplot, save
 from .errors import TrainingInterrupted, UserError
 
 # options of `train` that the sweep sets itself for every run
 _OWN = {"--seeds": 1, "--jobs": 1, "--out": 1, "--seed": 1, "--threads": 1, "--resume": 1, "--restart": 0,
-        "--no-progress": 0}
+        "--no-progress": 0, "--storage": 1, "--study": 1, "--heartbeat": 1, "--summary-only": 0}
 
 
 def parse_seeds(spec: str, option: str = "--seeds") -> List[int]:
@@ -111,6 +111,9 @@ class _Runner:
         self.env = dict(os.environ)
         pkg_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         self.env["PYTHONPATH"] = os.pathsep.join([pkg_root, self.env.get("PYTHONPATH", "")])
+        # a training ends (saving its checkpoint) when the sweep that started it dies, however it dies
+        # (cli.follow_parent): a killed worker of a shared sweep leaves nothing writing behind it
+        self.env["INFOMORPH_PARENT_PID"] = str(os.getpid())
         self.stopping = False
         self._live: Dict[int, subprocess.Popen] = {}
         self._lock = threading.Lock()
@@ -234,20 +237,28 @@ def _stats(values: List[float]) -> Dict[str, float]:
             "max": max(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0, "n": len(values)}
 
 
+def run_record(run_dir: str) -> Dict:
+    """What a sweep keeps of one finished run (its directory's results.json)."""
+    with open(os.path.join(run_dir, "results.json")) as fh:
+        r = json.load(fh)
+    hist = r.get("history", [])
+    return {
+        "dir": run_dir, "seed": r["config"].get("seed"), "epochs": r.get("epochs_done"),
+        "test_accuracy": r.get("test_accuracy"),
+        "best_val_accuracy": max((h["val_accuracy"] for h in hist), default=None),
+        "seconds": r.get("wall_seconds"),
+        "test_curve": [h["test_accuracy"] for h in hist],
+    }
+
+
 def summarize(run_dirs: Sequence[str]) -> Dict:
     """Aggregate finished run directories: per run and over runs (mean, median, min, max, std)."""
-    runs = []
-    for d in run_dirs:
-        with open(os.path.join(d, "results.json")) as fh:
-            r = json.load(fh)
-        hist = r.get("history", [])
-        runs.append({
-            "dir": d, "seed": r["config"].get("seed"), "epochs": r.get("epochs_done"),
-            "test_accuracy": r.get("test_accuracy"),
-            "best_val_accuracy": max((h["val_accuracy"] for h in hist), default=None),
-            "seconds": r.get("wall_seconds"),
-            "test_curve": [h["test_accuracy"] for h in hist],
-        })
+    return summarize_records([run_record(d) for d in run_dirs])
+
+
+def summarize_records(runs: Sequence[Dict]) -> Dict:
+    """Aggregate run records (:func:`run_record`, or a shared sweep's stored ones)."""
+    runs = list(runs)
     return {
         "runs": runs,
         "test_accuracy": _stats([r["test_accuracy"] for r in runs if r["test_accuracy"] is not None]),
@@ -295,7 +306,8 @@ def plot_band(summaries: Dict[str, Dict], path: str) -> Optional[str]:
     ax.set_xlabel("epoch")
     ax.set_ylabel("test accuracy")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    if ax.lines:
+        ax.legend(fontsize=8)
     return save(fig, path)
 
 
@@ -315,45 +327,61 @@ def _options(mapping: Dict) -> List[str]:
     return out
 
 
-def run_experiment(path: str, out_dir: str, jobs: int = 1, log=print, threads: Optional[int] = None) -> Dict:
-    """Several configurations x seeds from a YAML (or JSON) file:
+def plan_experiment(path: str) -> Tuple[List[int], List[Tuple[str, List[str], str, object]]]:
+    """An experiment file -> (seeds, [(name, train args, model band, hidden) per configuration]):
 
-    ``seeds: 0-2``, ``base: {dataset: mnist, epochs: 100}``, ``runs: {name: {train options}}``.
-    Writes DIR/<name>/ per configuration, DIR/sweep.json, DIR/sweep.md and DIR/accuracy.png (and
-    DIR/accuracy_vs_hidden.png when the configurations differ in hidden size: a ``model`` key
-    groups them into one band each)."""
+    ``seeds: 0-2``, ``base: {dataset: mnist, epochs: 100}``, ``runs: {name: {train options}}``."""
     spec = read_spec_file(path, "sweep", "the experiment file")
     if not isinstance(spec, dict) or not isinstance(spec.get("runs"), dict) or not spec["runs"]:
         raise UserError(f"sweep: {path} needs a 'runs' mapping of name -> train options (and optional seeds, base)")
     seeds = parse_seeds(str(spec.get("seeds", "0")))
     base = spec.get("base") or {}
-    runner = _Runner(jobs, log, threads)
-    configs, meta = [], []
+    plan = []
     for name, opts in spec["runs"].items():
         opts = dict(opts or {})
         model = opts.pop("model", name)
         args = strip_own_options(_options(base) + _options(opts))
+        plan.append((str(name), args, model, opts.get("hidden", base.get("hidden", 100))))
+    return seeds, plan
+
+
+def run_experiment(path: str, out_dir: str, jobs: int = 1, log=print, threads: Optional[int] = None) -> Dict:
+    """Several configurations x seeds from a YAML (or JSON) file (:func:`plan_experiment`).
+    Writes DIR/<name>/ per configuration, DIR/sweep.json, DIR/sweep.md and DIR/accuracy.png (and
+    DIR/accuracy_vs_hidden.png when the configurations differ in hidden size: a ``model`` key
+    groups them into one band each)."""
+    seeds, plan = plan_experiment(path)
+    runner = _Runner(jobs, log, threads)
+    configs = []
+    for name, args, _, _ in plan:
         log(f"== {name}: train {' '.join(args)}")
-        configs.append((args, os.path.join(out_dir, str(name)), f"{name} "))
-        meta.append((name, model, opts.get("hidden", base.get("hidden", 100))))
+        configs.append((args, os.path.join(out_dir, name), f"{name} "))
     outcomes = runner.run(configs, seeds)
     results, failed = {}, []
-    for (args, run_out, _), (name, model, hidden), done in zip(configs, meta, outcomes):
+    for (args, run_out, _), (name, _, model, hidden), done in zip(configs, plan, outcomes):
         summary = _finish(args, seeds, run_out, jobs, done)
-        summary["model"] = model
-        summary["hidden"] = hidden
-        results[name] = summary
         failed += [f"{name} seed {s}" for s in summary["failed_seeds"]]
-    with open(os.path.join(out_dir, "sweep.json"), "w") as fh:
-        json.dump({"experiment": os.path.relpath(path), "seeds": seeds, "runs": results}, fh, indent=1)  # as run from here
-    with open(os.path.join(out_dir, "sweep.md"), "w") as fh:
-        fh.write(TABLE_HEAD + "\n" + "\n".join(_row(n, s) for n, s in results.items()) + "\n")
-    plot_band(results, os.path.join(out_dir, "accuracy.png"))
-    _plot_vs_hidden(results, os.path.join(out_dir, "accuracy_vs_hidden.png"))
+        results[name] = summary
+    write_experiment(out_dir, path, seeds, plan, results)
     if failed:
         raise UserError(f"{', '.join(failed)} failed (logs: {out_dir}/NAME/seed-N.log); "
                         "run the same command again to retry them")
     return results
+
+
+def write_experiment(out_dir: str, path: str, seeds: Sequence[int], plan, results: Dict[str, Dict]) -> None:
+    """DIR/sweep.json, sweep.md and the plots of an experiment's summaries (one per configuration)."""
+    for name, _, model, hidden in plan:
+        if name in results:
+            results[name]["model"] = model
+            results[name]["hidden"] = hidden
+    os.makedirs(out_dir, exist_ok=True)
+    with open(os.path.join(out_dir, "sweep.json"), "w") as fh:
+        json.dump({"experiment": os.path.relpath(path), "seeds": list(seeds), "runs": results}, fh, indent=1)
+    with open(os.path.join(out_dir, "sweep.md"), "w") as fh:
+        fh.write(TABLE_HEAD + "\n" + "\n".join(_row(n, s) for n, s in results.items()) + "\n")
+    plot_band(results, os.path.join(out_dir, "accuracy.png"))
+    _plot_vs_hidden(results, os.path.join(out_dir, "accuracy_vs_hidden.png"))
 
 
 def _plot_vs_hidden(results: Dict[str, Dict], path: str) -> Optional[str]:
