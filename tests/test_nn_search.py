@@ -223,6 +223,24 @@ def test_successive_halving_first_rung_and_factor_are_options():
     assert line[-6:-2] == ["--prune-min-epochs", "1", "--prune-factor", "4"]
 
 
+def test_prune_floor_stops_goals_below_it_from_its_epoch_on():
+    """--prune-floor 0.5@3 beside successive halving from epoch 9: a trial below 50 % stops at epoch 3
+    (not before), one above it goes on to the first rung; the floor is part of the study's identity."""
+    settings = St.SearchSettings(out=".", storage="", study="f", sampler="random", prune="sha", trials=1, seed=0,
+                                 startup_trials=1, heartbeat=5, space={}, fixed={}, train={"epochs": 100},
+                                 prune_min_epochs=9, prune_floor=(0.5, 3))
+    study = optuna.create_study(direction="maximize", pruner=St._pruner(settings))
+    assert _replay(study, lambda e: 0.9) == 100  # the first trial passes every rung
+    assert _replay(study, lambda e: 0.2) == 3  # does not learn: stopped at the floor's epoch
+    assert _replay(study, lambda e: 0.2 if e < 3 else 0.6) == 9  # learns late: on to the first rung
+    assert settings.identity()["prune_floor"] == [0.5, 3]
+    from dataclasses import replace
+
+    assert "prune_floor" not in replace(settings, prune_floor=None).identity()  # earlier studies still resume
+    line = S._cmd_line(replace(settings, train={"dataset": "mnist", "setup": 1, "hidden": [100], "epochs": 100}))
+    assert line[line.index("--prune-floor") + 1] == "0.5@3"
+
+
 def test_analyze_writes_importances_ablations_and_plots(tmp_path):
     out = tmp_path / "s"
     r = _cli("search", *TINY, "--epochs", "1", "--trials", "6", "--sampler", "random", "--fix", "H_res=0",
@@ -259,6 +277,9 @@ def test_analyze_writes_importances_ablations_and_plots(tmp_path):
     (["--fix", "H_res"], "--fix takes ATOM=VALUE"),
     (["--fix", "H_res=abc"], "--fix H_res: expected a finite number"),
     (["--form", "sphere"], "--form: unknown form 'sphere'"),
+    (["--prune-floor", "0.5"], "--prune-floor: expected ACCURACY@EPOCH"),
+    (["--prune-floor", "1.5@3"], "--prune-floor: expected ACCURACY@EPOCH"),
+    (["--prune-floor", "0.5@11"], "--prune-floor: expected ACCURACY@EPOCH"),
     (["--cma-popsize", "8"], "--cma-popsize: only for --sampler cmaes"),
     (["--enqueue", "no-such-goal"], "--enqueue no-such-goal: goal 'no-such-goal' is neither a preset"),
     (["--enqueue", "optimized", "--enqueue", "heuristic"], "--enqueue: 2 goals for a study of --trials 1"),

@@ -69,6 +69,9 @@ def add_search_parsers(sub) -> None:
     s.add_argument("--prune-factor", type=int, default=PRUNE_FACTOR, metavar="R",
                    help=f"sha and hyperband: reduction factor, a 1/R share of the trials goes on at a rung "
                         f"(default {PRUNE_FACTOR})")
+    s.add_argument("--prune-floor", default=None, metavar="ACC@EPOCH",
+                   help="also stop, from epoch EPOCH on, a trial whose best validation accuracy is below ACC (e.g. "
+                        "0.5@3: goals that do not learn), with any --prune")
     s.add_argument("--jobs", type=positive, default=1, help="worker processes on this machine (cores split among them)")
     s.add_argument("--storage", help="optuna storage URL (default: sqlite:///DIR/study.db); postgresql://... for many machines")
     s.add_argument("--study", default="infomorph-goal", help="study name inside the storage")
@@ -106,11 +109,25 @@ def run_command(args, argv: Sequence[str]) -> int:
     return 0
 
 
+def _prune_floor(text: str, epochs: int) -> Tuple[float, int]:
+    """``--prune-floor ACC@EPOCH`` (e.g. 0.5@3) -> (accuracy, epoch)."""
+    try:
+        acc_s, ep_s = text.split("@")
+        acc, ep = float(acc_s), int(ep_s)
+    except ValueError:
+        acc, ep = float("nan"), 0
+    if not (0.0 < acc < 1.0) or not 1 <= ep <= epochs:
+        raise UserError(f"--prune-floor: expected ACCURACY@EPOCH with 0 < ACCURACY < 1 and 1 <= EPOCH <= the epochs "
+                        f"per trial ({epochs}), e.g. 0.5@3; got {text!r}")
+    return acc, ep
+
+
 def settings_from_args(args) -> SearchSettings:
     if args.sampler not in SAMPLERS:
         raise UserError(f"--sampler: unknown sampler {args.sampler!r}; choose one of {', '.join(SAMPLERS)}")
     if args.prune not in PRUNERS:
         raise UserError(f"--prune: unknown pruner {args.prune!r}; choose one of {', '.join(PRUNERS)}")
+    floor = _prune_floor(args.prune_floor, args.epochs or 10) if args.prune_floor is not None else None
     if args.prune_factor < 2:
         raise UserError(f"--prune-factor: expected an integer of at least 2, got {args.prune_factor}")
     epochs = args.epochs or 10  # per trial
@@ -137,7 +154,8 @@ def settings_from_args(args) -> SearchSettings:
     settings = SearchSettings(out=out, storage=storage, study=args.study, sampler=args.sampler, prune=args.prune,
                               trials=args.trials, seed=args.seed, startup_trials=startup, heartbeat=args.heartbeat,
                               space=space, fixed=fixed, train=train, prune_min_epochs=args.prune_min_epochs,
-                              prune_factor=args.prune_factor, form=args.form, cma_popsize=args.cma_popsize)
+                              prune_factor=args.prune_factor, form=args.form, cma_popsize=args.cma_popsize,
+                              prune_floor=floor)
     if args.enqueue:
         if len(args.enqueue) > args.trials:
             raise UserError(f"--enqueue: {len(args.enqueue)} goals for a study of --trials {args.trials}")
@@ -505,6 +523,8 @@ def _cmd_line(s: SearchSettings) -> List[str]:
         parts += ["--prune-min-epochs", str(s.prune_min_epochs)]
     if s.prune_factor != PRUNE_FACTOR:
         parts += ["--prune-factor", str(s.prune_factor)]
+    if s.prune_floor is not None:
+        parts += ["--prune-floor", f"{s.prune_floor[0]:g}@{s.prune_floor[1]}"]
     if s.form != "box":
         parts += ["--form", s.form]
     if s.cma_popsize is not None:

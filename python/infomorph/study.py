@@ -51,6 +51,7 @@ class SearchSettings:
     train: Dict[str, Any] = field(default_factory=dict)  # TrainConfig fields except goal/seed
     prune_min_epochs: Optional[int] = None  # sha/hyperband first rung (None: a tenth of the epochs)
     prune_factor: int = PRUNE_FACTOR  # sha/hyperband reduction factor
+    prune_floor: Optional[Tuple[float, int]] = None  # (accuracy, epoch): below it from that epoch on, stop
     form: str = "box"  # box: the trial's numbers are the goal; direction: divided by their largest magnitude
     cma_popsize: Optional[int] = None  # CMA-ES population (None: cmaes' 4 + 3 ln(dimensions))
     enqueue: List[Dict[str, float]] = field(default_factory=list)  # known goals run as the first trials
@@ -64,6 +65,8 @@ class SearchSettings:
             ident["prune_min_epochs"] = self.prune_min_epochs
         if self.prune_factor != PRUNE_FACTOR:
             ident["prune_factor"] = self.prune_factor
+        if self.prune_floor is not None:
+            ident["prune_floor"] = list(self.prune_floor)
         if self.form != "box":
             ident["form"] = self.form
         if self.cma_popsize is not None:
@@ -246,6 +249,25 @@ def _sampler(settings: SearchSettings, number: int):
 
 
 def _pruner(settings: SearchSettings):
+    main = _rank_pruner(settings)
+    if settings.prune_floor is None:
+        return main
+    return _Either(_optuna().pruners.ThresholdPruner(lower=float(settings.prune_floor[0]),
+                                                     n_warmup_steps=int(settings.prune_floor[1])), main)
+
+
+class _Either:
+    """Prunes where either pruner would (optuna combines no pruners itself): the floor stops the goals
+    that do not learn early, the ranking pruner compares the rest at its rungs."""
+
+    def __init__(self, *pruners):
+        self.pruners = pruners
+
+    def prune(self, study, trial) -> bool:
+        return any(p.prune(study, trial) for p in self.pruners)
+
+
+def _rank_pruner(settings: SearchSettings):
     optuna = _optuna()
     epochs = int(settings.train["epochs"])
     first = settings.prune_min_epochs or max(1, epochs // 10)
