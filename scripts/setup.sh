@@ -13,6 +13,8 @@ if ! "$PY" -c "import torch" >/dev/null 2>&1; then
   pip_install "torch==2.14.1" "torchvision==0.29.1"
 fi
 pip_install numpy pybind11 pytest hypothesis pytest-benchmark tqdm matplotlib pyyaml setuptools wheel
+# dit: its I_sx (dit.pid.PID_SX) is what the dit drop-in's tests compare against
+pip_install dit
 # the goal search (python -m infomorph search/analyze): optuna, its CMA-ES sampler, scikit-learn for the
 # parameter importances, and a PostgreSQL driver for studies shared by many workers
 pip_install optuna cmaes scikit-learn "psycopg[binary]"
