@@ -1,0 +1,150 @@
+"""IDTxl's SxPID on the engine: ``install()`` puts :func:`pid` in the place of ``idtxl.pid_goettingen.pid``.
+
+IDTxl does not import SxPID: it carries its own copy as ``idtxl.pid_goettingen`` and calls
+``pid_goettingen.pid(n, pdf_orig=..., chld=..., achain=..., printing=...)`` from its ``SxPID``
+estimator (``idtxl.estimators_multivariate_pid``) with the lattices of ``idtxl.lattices``. That copy
+evaluates every realization and antichain in Python (a 4-source case: minutes); :func:`pid` takes the
+same arguments, returns the same ``(ptw, avg)`` and computes exactly on ``ik.pid_distribution``::
+
+    from infomorph_kernels.compat import idtxl as ik_idtxl
+    ik_idtxl.install()          # IDTxl's SxPID estimator now runs on the engine
+    ik_idtxl.uninstall()        # IDTxl's own function again
+
+Semantics kept from IDTxl's copy: ``pdf_orig`` a dict ``{(s_1, ..., s_n, t): probability}`` (target
+last) whose values sum to 1 within 1e-7 and are computed on as given (no renormalization: with a sum
+c != 1 the informative parts carry the same -log2 c that IDTxl's have); realizations of probability
+at most 1e-300 are dropped; ``ptw = {realization: {antichain: (pi+, pi-, pi)}}`` and
+``avg = {antichain: (pi+, pi-, pi)}``, keyed by the caller's own ``achain`` tuples; bad input raises
+AssertionError with IDTxl's messages (its tests expect that type). ``chld`` is checked to be a dict
+and otherwise not needed (the engine builds the lattice itself). ``printing=True`` prints the same
+table as plain text (no PrettyTable needed).
+"""
+from __future__ import annotations
+
+import importlib
+import math
+from typing import Dict, Tuple
+
+import numpy as np
+import torch
+
+from .. import lattice, pid_distribution
+
+__all__ = ["pid", "install", "uninstall", "installed"]
+
+_SAVED: Dict[str, object] = {}
+
+
+def _norm(alpha) -> Tuple[Tuple[int, ...], ...]:
+    return tuple(sorted((tuple(sorted(a)) for a in alpha), key=lambda s: (len(s), s)))
+
+
+def pid(n, pdf_orig, chld, achain, printing=False):
+    """IDTxl's ``pid_goettingen.pid`` on the engine (see the module docstring)."""
+    assert type(pdf_orig) is dict, "pid_goettingen.pid(pdf, chld, achain): pdf must be a dictionary"
+    assert type(chld) is dict, "pid_goettingen.pid(pdf, chld, achain): chld must be a dictionary"
+    assert type(achain) is list, "pid_goettingen.pid(pdf, chld, achain): pdf must be a list"
+    sum_p = 0.0
+    for k, v in pdf_orig.items():
+        assert type(k) is tuple, "pid_goettingen.pid(pdf, chld, achain): pdf keys must be tuples"
+        assert len(k) < 6, "pid_goettingen.pid(pdf, chld, achain): pdf keys must be tuplesof length at most 5"
+        assert type(v) is float or (type(v) is int and v == 0), \
+            "pid_goettingen.pid(pdf, chld, achain): pdf values must be floats"
+        assert v > -0.1, "pid_goettingen.pid(pdf, chld, achain): pdf values must be nonnegative"
+        sum_p += v
+    assert abs(sum_p - 1) < 1.0e-7, \
+        "pid_goettingen.pid(pdf, chld, achain): pdf keys must sum up to 1(tolerance of precision is 1.e-7)"
+    assert type(printing) is bool, "pid_goettingen.pid(pdf, chld, achain, printing): printing must be a bool"
+    pdf = {k: v for k, v in pdf_orig.items() if v > 1.0e-300}
+    assert pdf and all(len(k) == n + 1 for k in pdf), \
+        f"pid_goettingen.pid(n, pdf, ...): pdf keys must be tuples of n + 1 = {n + 1} symbols (sources, then the target)"
+    rlzs = list(pdf)
+    probs = np.array([pdf[k] for k in rlzs], dtype=np.float64)
+    index = []
+    for j in range(n + 1):
+        symbols = list(dict.fromkeys(k[j] for k in rlzs))
+        try:
+            symbols = sorted(symbols)
+        except TypeError:
+            pass
+        index.append({s: i for i, s in enumerate(symbols)})
+    cells = [(index[n][k[n]], *(index[j][k[j]] for j in range(n))) for k in rlzs]
+    c = float(probs.sum())
+    p = np.zeros([len(index[n])] + [len(index[j]) for j in range(n)], dtype=np.float64)
+    for cell, pr in zip(cells, probs):
+        p[cell] += pr / c
+    res = pid_distribution(torch.from_numpy(p), n_sources=n, local=True)
+    inf = res.local_informative.numpy()  # [T, K..., A]
+    mis = res.local_misinformative.numpy()
+    ours = lattice.antichains(n)
+    # on the pdf as given (sum c): every union probability is c times the normalized one, so each
+    # informative redundancy gains -log2 c, which the Moebius inversion puts on the bottom atom alone;
+    # the misinformative parts (ratios) are unchanged
+    bottom = ours.index(tuple(1 << j for j in range(n)))
+    shift = -math.log2(c)
+    where = {_norm(tuple(tuple(j + 1 for j in range(n) if m >> j & 1) for m in a)): i for i, a in enumerate(ours)}
+    try:
+        cols = [where[_norm(alpha)] for alpha in achain]
+    except KeyError as e:
+        raise AssertionError(f"pid_goettingen.pid(n, pdf, chld, achain): {e.args[0]} is no antichain of the "
+                             f"{n}-source lattice") from None
+    ptw = {}
+    total = np.zeros((3, len(achain)))
+    for k, cell, pr in zip(rlzs, cells, probs):
+        plus = inf[cell][cols] + np.where(np.array(cols) == bottom, shift, 0.0)
+        minus = mis[cell][cols]
+        ptw[k] = {alpha: (float(a), float(b), float(a - b)) for alpha, a, b in zip(achain, plus, minus)}
+        total += pr * np.stack([plus, minus, plus - minus])
+    avg = {alpha: (float(total[0, i]), float(total[1, i]), float(total[2, i])) for i, alpha in enumerate(achain)}
+    if printing:
+        _print_table(ptw, avg, achain)
+    return ptw, avg
+
+
+def _print_table(ptw, avg, achain) -> None:
+    def name(alpha):
+        return "".join("{" + "".join(str(i) for i in a) + "}" for a in alpha)
+
+    rows = [("RLZ", "Atom", "pi+", "pi-", "pi")]
+    for rlz, atoms in ptw.items():
+        for i, alpha in enumerate(achain):
+            rows.append((str(rlz) if i == 0 else " ", name(alpha), *map(str, atoms[alpha])))
+        rows.append(("*",) * 5)
+    rows.append(("-",) * 5)
+    for i, alpha in enumerate(achain):
+        rows.append(("avg" if i == 0 else " ", name(alpha), *map(str, avg[alpha])))
+    widths = [max(len(r[j]) for r in rows) for j in range(5)]
+    rule = "+" + "+".join("-" * (w + 2) for w in widths) + "+"
+    print(rule)
+    for i, r in enumerate(rows):
+        print("| " + " | ".join(v.ljust(w) for v, w in zip(r, widths)) + " |")
+        if i == 0:
+            print(rule)
+    print(rule)
+
+
+def installed() -> bool:
+    try:
+        mod = importlib.import_module("idtxl.pid_goettingen")
+    except ImportError:
+        return False
+    return mod.pid is pid
+
+
+def install() -> None:
+    """Put :func:`pid` where IDTxl's estimators call it (idempotent)."""
+    try:
+        mod = importlib.import_module("idtxl.pid_goettingen")
+    except ImportError as e:
+        raise ImportError(f"install(): idtxl.pid_goettingen is not importable ({e}); put IDTxl on sys.path "
+                          "(and its PrettyTable dependency, which its module imports)") from None
+    if mod.pid is not pid:
+        _SAVED["idtxl.pid_goettingen"] = mod.pid
+        mod.pid = pid
+
+
+def uninstall() -> None:
+    """IDTxl's own function back."""
+    original = _SAVED.pop("idtxl.pid_goettingen", None)
+    if original is not None:
+        importlib.import_module("idtxl.pid_goettingen").pid = original
