@@ -87,10 +87,11 @@ def main() -> int:
         out["sxpid_one_triplet_realizations"] = len(pdf)
         out["sxpid_all_triplets_hours_estimate"] = out["sxpid_one_triplet_seconds"] * out["triplets_groups"] / 3600
         ours = ik.pid_labels(sym, y, groups=torch.tensor([g]), bins=None, n_labels=10)
-        # SxPID's avg is {antichain: (informative, misinformative, average)}, keyed by 1-based source tuples
-        from infomorph_kernels.compat.sxpid import _keys
-
-        diffs = [abs(avg[k][2] - float(ours.atoms[0, i])) for i, k in enumerate(_keys(3))]
+        # SxPID's avg is {antichain: (informative, misinformative, average)}, keyed by 1-based source
+        # tuples; the engine's atoms come in gamma order (ik.lattice.antichains, bitmasks over sources)
+        keys = [tuple(tuple(j + 1 for j in range(3) if m >> j & 1) for m in a) for a in ik.lattice.antichains(3)]
+        find = {tuple(sorted(map(tuple, map(sorted, k)))): v for k, v in avg.items()}
+        diffs = [abs(find[tuple(sorted(k))][2] - float(ours.atoms[0, i])) for i, k in enumerate(keys)]
         out["sxpid_max_abs_diff"] = max(diffs)
     print(json.dumps(out))
     return 0
