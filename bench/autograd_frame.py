@@ -1,6 +1,11 @@
-"""What torch's autograd costs around a small layer's goal, with no PID work in it.
+"""Where a small layer's goal call goes: the whole public call, and torch's autograd frame alone.
 
     python bench/autograd_frame.py [--rounds 20] [--threads 2]
+
+First the public calls on the suite's inputs (bench/cases.make_layer: bivariate adaptive 10 neurons,
+trivariate 100 neurons): ``ik.pid_goal(...).sum().backward()`` and the same call without grad.
+Then the frame alone (this replaced bench/small_layer_breakdown.py, whose raw-engine rows needed
+a patched private function):
 
 The bivariate 10-neuron call (`ik.pid_goal(...).sum().backward()`) is an engine call plus a frame:
 an autograd node whose forward returns the goal [N] (saving dG/dtheta [B, N]) and whose backward
@@ -74,12 +79,46 @@ class PyGoal(torch.autograd.Function):
         return None, g_goal.unsqueeze(0) * ctx.saved_tensors[0], None
 
 
+def public_calls(threads: int) -> None:
+    """The whole call with and without the gradient, public API only."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import infomorph_kernels as ik
+    from cases import Case, make_layer
+
+    print(f"public calls, {threads} threads (median / fastest of the repeats, us)")
+    print("| layer | pid_goal fwd+bwd | pid_goal without grad |\n|---|---|---|")
+    for N, n, ad, reps in [(10, 2, True, 2000), (100, 3, False, 200)]:
+        x, theta, gamma = make_layer(Case("cpu", N, n, 20, "float32", "fwd+bwd", adaptive=ad), "cpu")
+        kw = dict(bins=20, ranges="adaptive" if ad else (-20.0, 20.0), validate=False)
+
+        def full():
+            t = theta.detach().requires_grad_()
+            ik.pid_goal(x, t, gamma, **kw).sum().backward()
+
+        def no_grad():
+            with torch.no_grad():
+                ik.pid_goal(x, theta, gamma, **kw)
+
+        cells = []
+        for fn in (full, no_grad):
+            for _ in range(20):
+                fn()
+            ts = []
+            for _ in range(reps):
+                t0 = time.perf_counter()
+                fn()
+                ts.append(time.perf_counter() - t0)
+            cells.append(f"{statistics.median(ts) * 1e6:.1f} / {min(ts) * 1e6:.1f}")
+        print(f"| n={n} N={N}{' adaptive' if ad else ''} | {cells[0]} | {cells[1]} |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=_positive, default=20)
     ap.add_argument("--threads", type=_positive, default=2)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
+    public_calls(a.threads)
     from torch.utils.cpp_extension import load_inline
 
     with tempfile.TemporaryDirectory() as build:

@@ -1,5 +1,5 @@
 """The benchmark cases shared by the kernel benchmarks (test_kernels.py) and the scripts beside
-them (ab_compare.py, cpu_phases.py, small_layer_breakdown.py): a layer's description (``Case``)
+them (ab_compare.py, cpu_phases.py, autograd_frame.py): a layer's description (``Case``)
 and its seeded inputs (``make_layer``)."""
 from __future__ import annotations
 

@@ -9,6 +9,7 @@ from typing import List, Optional
 
 from .data import DATASETS
 from .errors import UserError
+from .models import DEFAULT_HIDDEN_OPTIM, DEFAULT_OUTPUT_OPTIM
 from .train import TrainConfig
 
 
@@ -87,9 +88,9 @@ def add_model_options(t: argparse.ArgumentParser, epochs_help: str = "epochs (de
     t.add_argument("--passes", type=positive, default=2, help="passes of the hidden layers per batch")
     t.add_argument("--bins", type=positive, default=20)
     t.add_argument("--hidden-lr", type=_learning_rate, default=None, metavar="LR",
-                   help="Adam learning rate of every hidden layer (default 0.002, the paper's)")
+                   help=f"Adam learning rate of every hidden layer (default {DEFAULT_HIDDEN_OPTIM['lr']}, the paper's)")
     t.add_argument("--output-lr", type=_learning_rate, default=None, metavar="LR",
-                   help="Adam learning rate of the output layer (default 0.003, the paper's)")
+                   help=f"Adam learning rate of the output layer (default {DEFAULT_OUTPUT_OPTIM['lr']}, the paper's)")
     t.add_argument("--eval-context", default="zero", choices=("zero", "bias"))
     t.add_argument("--threads", type=positive, default=None, help="torch CPU threads (default: torch's choice)")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -313,8 +313,10 @@ def trial_seed(study_seed: int, number: int) -> int:
 
 def original_number(study, trial) -> int:
     """The number of the trial a retried trial repeats (its own number otherwise)."""
-    frozen = study._storage.get_trial(trial._trial_id)
-    return int(frozen.system_attrs.get("failed_trial", trial.number))
+    optuna = _optuna()
+    frozen = study.get_trials(deepcopy=False)[trial.number]  # a study's trials are numbered 0, 1, ...
+    retried = optuna.storages.RetryFailedTrialCallback.retried_trial_number(frozen)
+    return trial.number if retried is None else int(retried)
 
 
 def goal_of(params: Dict[str, float], settings: SearchSettings) -> Dict[str, float]:

@@ -29,7 +29,7 @@ from ._progress import progress
 from .data import Splits, load_dataset
 from .errors import TrainingInterrupted, UserError
 from .goals import gamma_names, readable_name, resolve_goal
-from .models import BackpropNet, build_model, read_out
+from .models import DEFAULT_HIDDEN_OPTIM, DEFAULT_OUTPUT_OPTIM, BackpropNet, build_model, read_out
 from .optim import adam
 
 CHECKPOINT = "checkpoint.pt"
@@ -62,10 +62,10 @@ class TrainConfig:
     eval_context: str = "zero"
     hidden_sources: str = "FCL"  # FCL: trivariate hidden neurons; FC / FL: bivariate (context / lateral only)
     context: Optional[str] = None  # None: the setup's; label, feedback or label+feedback (last hidden layer)
-    hidden_lr: float = 0.002
-    hidden_weight_decay: float = 0.00035
-    output_lr: float = 0.003
-    output_weight_decay: float = 0.00015
+    hidden_lr: float = DEFAULT_HIDDEN_OPTIM["lr"]  # the paper's rates and decays: models.py holds them
+    hidden_weight_decay: float = DEFAULT_HIDDEN_OPTIM["weight_decay"]
+    output_lr: float = DEFAULT_OUTPUT_OPTIM["lr"]
+    output_weight_decay: float = DEFAULT_OUTPUT_OPTIM["weight_decay"]
     backprop_lr: float = 0.001
     val_fraction: float = 0.2
     keep_checkpoints: List[int] = field(default_factory=list)  # epochs whose model stays in checkpoints/
