@@ -176,6 +176,8 @@ def test_nninfo_reing_marginalizes():
     assert two.nVar == 3 and abs(float(two.probs.sum()) - 1.0) < 1e-12
     avg = SxPID.pid(two, pointwise=False)
     assert len(avg) == 4 and abs(sum(v[2] for v in avg.values()) - _mutual_information(two)) < 1e-12
+    none = P.marginalize(*range(P.nVar))  # reing's C_0: every variable marginalized out
+    assert none.coords.shape == (1, 0) and none.probs.tolist() == pytest.approx([1.0])
 
 
 def _mutual_information(P):

@@ -530,7 +530,8 @@ def _cmd_line(s: SearchSettings) -> List[str]:
     if s.cma_popsize is not None:
         parts += ["--cma-popsize", str(s.cma_popsize)]
     parts += [x for n, v in s.fixed.items() for x in ("--fix", f"{n}={v}")]
-    return parts + ["--out", os.path.relpath(s.out)]
+    rel = os.path.relpath(s.out)  # as run from here; a directory elsewhere by its name alone (no machine paths)
+    return parts + ["--out", rel if not rel.startswith(os.pardir) else os.path.basename(s.out)]
 
 
 def _write_goal_yaml(path: str, goal: Dict[str, float], best, settings: SearchSettings) -> None:
