@@ -52,7 +52,7 @@ def test_bad_input_raises_idtxl_assertions(capsys):
         ik_idtxl.pid(2, xor, {}, achain + [((1, 3),)])
     ptw, avg = ik_idtxl.pid(2, xor, {}, achain, printing=True)
     out = capsys.readouterr().out
-    assert "| RLZ" in out and "{1}{2}" in out and "avg" in out
+    assert "RLZ" in out and "{1}{2}" in out and "avg" in out
     assert avg[((1, 2),)][2] == pytest.approx(0.415037, abs=1e-6)  # XOR's I_sx synergy (textbook value)
     assert sum(v[2] for v in avg.values()) == pytest.approx(1.0, abs=1e-12)  # the atoms sum to I(T : S1, S2) = 1 bit
 

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from .. import lattice, pid_distribution
+from .sxpid import _print_table  # the same table as SxPID's copy prints
 
 __all__ = ["pid", "install", "uninstall", "installed"]
 
@@ -99,28 +100,6 @@ def pid(n, pdf_orig, chld, achain, printing=False):
     if printing:
         _print_table(ptw, avg, achain)
     return ptw, avg
-
-
-def _print_table(ptw, avg, achain) -> None:
-    def name(alpha):
-        return "".join("{" + "".join(str(i) for i in a) + "}" for a in alpha)
-
-    rows = [("RLZ", "Atom", "pi+", "pi-", "pi")]
-    for rlz, atoms in ptw.items():
-        for i, alpha in enumerate(achain):
-            rows.append((str(rlz) if i == 0 else " ", name(alpha), *map(str, atoms[alpha])))
-        rows.append(("*",) * 5)
-    rows.append(("-",) * 5)
-    for i, alpha in enumerate(achain):
-        rows.append(("avg" if i == 0 else " ", name(alpha), *map(str, avg[alpha])))
-    widths = [max(len(r[j]) for r in rows) for j in range(5)]
-    rule = "+" + "+".join("-" * (w + 2) for w in widths) + "+"
-    print(rule)
-    for i, r in enumerate(rows):
-        print("| " + " | ".join(v.ljust(w) for v, w in zip(r, widths)) + " |")
-        if i == 0:
-            print(rule)
-    print(rule)
 
 
 def installed() -> bool:
