@@ -30,26 +30,25 @@ def _hidden(s: str) -> List[int]:
     return sizes
 
 
-def _lateral(s: str) -> Optional[int]:
-    if s.lower() in ("dense", "all", "none"):
-        return None
-    try:
-        k = int(s)
-    except ValueError:
-        k = -1
-    if k < 0:
-        raise argparse.ArgumentTypeError(f"takes an int >= 0 or 'dense', got {s!r}")
-    return k
-
-
-def positive(s: str) -> int:
+def _int_at_least(s: str, low: int, expected: str) -> int:
+    """An argparse type's int >= low; anything else is the one-line error 'takes EXPECTED, got S'."""
     try:
         v = int(s)
     except ValueError:
-        v = 0
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"takes an int >= 1, got {s!r}")
+        v = low - 1
+    if v < low:
+        raise argparse.ArgumentTypeError(f"takes {expected}, got {s!r}")
     return v
+
+
+def _lateral(s: str) -> Optional[int]:
+    if s.lower() in ("dense", "all", "none"):
+        return None
+    return _int_at_least(s, 0, "an int >= 0 or 'dense'")
+
+
+def positive(s: str) -> int:
+    return _int_at_least(s, 1, "an int >= 1")
 
 
 def _learning_rate(text: str) -> float:
