@@ -237,9 +237,9 @@ def _accuracies(sweep_json):
 
 
 def test_shared_sweep_two_workers_one_killed(tmp_path, postgres):
-    """Two workers of one sweep (2 configurations x 3 seeds) on a real PostgreSQL server, as on two
-    machines; one is SIGKILLed inside a run: that (configuration, seed) is failed once its heartbeat
-    stops and run again by the other worker; every cell ends with exactly one result; the summary
+    """Two workers of one sweep (2 configurations x 3 seeds) started together on a real PostgreSQL
+    server, as on two machines; one is SIGKILLed inside its first run: that (configuration, seed) is
+    failed once its heartbeat stops and run again by the other worker; every cell ends with exactly one result; the summary
     equals a local sweep's of the same file, and --summary-only writes it on any machine."""
     exp = tmp_path / "exp.yaml"
     exp.write_text(SHARED_EXP.format(epochs=150))
@@ -248,30 +248,29 @@ def test_shared_sweep_two_workers_one_killed(tmp_path, postgres):
     with open(tmp_path / "a.log", "w") as la, open(tmp_path / "b.log", "w") as lb:
         a = subprocess.Popen([sys.executable, "-m", "infomorph", *common, "--out", str(tmp_path / "a")],
                              stdout=la, stderr=subprocess.STDOUT, env=env)
+        b = subprocess.Popen([sys.executable, "-m", "infomorph", *common, "--out", str(tmp_path / "b")],
+                             stdout=lb, stderr=subprocess.STDOUT, env=env)
         try:
-            t0 = time.time()
-            while not (_has_study(postgres, "kill")
-                       and any(t.state.name == "RUNNING" for t in _sweep_trials(postgres, "kill"))):
+            t0 = time.time()  # a's first cell has begun once its run log exists
+            while not list((tmp_path / "a").glob("*/seed-*.log")):
                 assert a.poll() is None, (tmp_path / "a.log").read_text()
-                assert time.time() - t0 < 120, "worker a started no cell"
-                time.sleep(0.2)
+                assert time.time() - t0 < 180, "worker a started no cell"
+                time.sleep(0.1)
             time.sleep(1.0)  # inside the run
         finally:
             a.send_signal(signal.SIGKILL)
             a.wait()
-        killed = [t for t in _sweep_trials(postgres, "kill") if t.state.name == "RUNNING"]
-        assert len(killed) == 1
-        b = subprocess.Popen([sys.executable, "-m", "infomorph", *common, "--out", str(tmp_path / "b")],
-                             stdout=lb, stderr=subprocess.STDOUT, env=env)
+        killed_cell = next((tmp_path / "a").glob("*/seed-*.log"))
+        killed_cell = f"{killed_cell.parent.name}|{killed_cell.stem.split('-')[1]}"
         assert b.wait(timeout=600) == 0, (tmp_path / "b.log").read_text()
     trials = _sweep_trials(postgres, "kill")
     done = [t.params["cell"] for t in trials if t.state.name == "COMPLETE"]
     assert sorted(done) == sorted(f"{n}|{s}" for n in ("heur", "opt") for s in range(3))  # each exactly once
     fails = [t for t in trials if t.state.name == "FAIL"]
-    assert [t.number for t in fails] == [killed[0].number]
-    retry = [t for t in trials if t.system_attrs.get("failed_trial") == killed[0].number]
-    assert len(retry) == 1 and retry[0].state.name == "COMPLETE" and retry[0].params == killed[0].params
-    assert retry[0].user_attrs["record"]["dir"].startswith(str(tmp_path / "b"))
+    assert [t.params["cell"] for t in fails] == [killed_cell]  # a's cell, failed once its heartbeat stopped
+    retry = [t for t in trials if t.system_attrs.get("failed_trial") == fails[0].number]
+    assert len(retry) == 1 and retry[0].state.name == "COMPLETE" and retry[0].params == fails[0].params
+    assert retry[0].user_attrs["record"]["dir"].startswith(str(tmp_path / "b"))  # run again by the other worker
     # the same sweep run locally (one process, no storage): the same accuracies per (configuration, seed)
     r = cli("sweep", str(exp), "--out", str(tmp_path / "local"), "--threads", "1")
     assert r.returncode == 0, r.stderr
@@ -286,12 +285,6 @@ def test_shared_sweep_two_workers_one_killed(tmp_path, postgres):
     exp2.write_text(SHARED_EXP.format(epochs=2))
     r = cli("sweep", str(exp2), "--storage", postgres, "--study", "kill", "--out", str(tmp_path / "x"))
     assert r.returncode == 2 and "holds another sweep" in r.stderr and len(r.stderr.strip().splitlines()) == 1
-
-
-def _has_study(storage, study):
-    import optuna
-
-    return study in [s.study_name for s in optuna.get_all_study_summaries(storage)]
 
 
 def test_shared_seeds_and_bad_input(tmp_path):
