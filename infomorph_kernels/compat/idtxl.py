@@ -22,22 +22,16 @@ table as plain text (no PrettyTable needed).
 from __future__ import annotations
 
 import importlib
-import math
-from typing import Dict, Tuple
+from typing import Dict
 
 import numpy as np
-import torch
 
-from .. import lattice, pid_distribution
-from .sxpid import _print_table  # the same table as SxPID's copy prints
+from .. import lattice
+from .sxpid import _local_parts_of, _norm, _print_table  # SxPID's copy: the same computation and table
 
 __all__ = ["pid", "install", "uninstall", "installed"]
 
 _SAVED: Dict[str, object] = {}
-
-
-def _norm(alpha) -> Tuple[Tuple[int, ...], ...]:
-    return tuple(sorted((tuple(sorted(a)) for a in alpha), key=lambda s: (len(s), s)))
 
 
 def pid(n, pdf_orig, chld, achain, printing=False):
@@ -69,20 +63,9 @@ def pid(n, pdf_orig, chld, achain, printing=False):
         except TypeError:
             pass
         index.append({s: i for i, s in enumerate(symbols)})
-    cells = [(index[n][k[n]], *(index[j][k[j]] for j in range(n))) for k in rlzs]
-    c = float(probs.sum())
-    p = np.zeros([len(index[n])] + [len(index[j]) for j in range(n)], dtype=np.float64)
-    for cell, pr in zip(cells, probs):
-        p[cell] += pr / c
-    res = pid_distribution(torch.from_numpy(p), n_sources=n, local=True)
-    inf = res.local_informative.numpy()  # [T, K..., A]
-    mis = res.local_misinformative.numpy()
+    coords = np.array([[index[j][k[j]] for j in range(n + 1)] for k in rlzs], dtype=np.int64)
+    inf, mis = _local_parts_of(coords, probs, [len(ix) for ix in index], n)  # [nRlz, A], the pdf as given
     ours = lattice.antichains(n)
-    # on the pdf as given (sum c): every union probability is c times the normalized one, so each
-    # informative redundancy gains -log2 c, which the Moebius inversion puts on the bottom atom alone;
-    # the misinformative parts (ratios) are unchanged
-    bottom = ours.index(tuple(1 << j for j in range(n)))
-    shift = -math.log2(c)
     where = {_norm(tuple(tuple(j + 1 for j in range(n) if m >> j & 1) for m in a)): i for i, a in enumerate(ours)}
     try:
         cols = [where[_norm(alpha)] for alpha in achain]
@@ -91,9 +74,8 @@ def pid(n, pdf_orig, chld, achain, printing=False):
                              f"{n}-source lattice") from None
     ptw = {}
     total = np.zeros((3, len(achain)))
-    for k, cell, pr in zip(rlzs, cells, probs):
-        plus = inf[cell][cols] + np.where(np.array(cols) == bottom, shift, 0.0)
-        minus = mis[cell][cols]
+    for r, (k, pr) in enumerate(zip(rlzs, probs)):
+        plus, minus = inf[r, cols], mis[r, cols]
         ptw[k] = {alpha: (float(a), float(b), float(a - b)) for alpha, a, b in zip(achain, plus, minus)}
         total += pr * np.stack([plus, minus, plus - minus])
     avg = {alpha: (float(total[0, i]), float(total[1, i]), float(total[2, i])) for i, alpha in enumerate(achain)}

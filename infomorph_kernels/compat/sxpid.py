@@ -288,15 +288,20 @@ def _local_parts(pdf: PDF, n: int):
     sizes = [int(pdf.coords[:, j].max()) + 1 for j in range(pdf.nVar)]
     if pdf.labels is not None:
         sizes = [max(s, len(lab)) for s, lab in zip(sizes, pdf.labels)]
+    return _local_parts_of(np.asarray(pdf.coords, dtype=np.int64), pdf.probs, sizes, n)
+
+
+def _local_parts_of(coords: np.ndarray, probs, sizes, n: int):
+    """:func:`_local_parts` of realizations given as symbol indices ``coords [nRlz, n + 1]`` (target
+    last) with alphabet ``sizes`` and probabilities ``probs`` as given (also IDTxl's drop-in's)."""
     if math.prod(sizes) > (1 << 26):
         raise SxPIDInputError(f"pdf: the dense joint table would have {math.prod(sizes)} cells (alphabets {sizes}); too many")
-    total = float(np.sum(pdf.probs))
+    total = float(np.sum(probs))
     _check(total > 0, "pdf: the probabilities sum to 0")
-    coords = np.asarray(pdf.coords, dtype=np.int64)
     cells = np.concatenate([coords[:, -1:], coords[:, :-1]], axis=1)  # target axis first
-    p = torch.zeros([sizes[-1]] + sizes[:-1], dtype=torch.float64)
+    p = torch.zeros([sizes[-1]] + list(sizes[:-1]), dtype=torch.float64)
     idx = torch.as_tensor(cells, dtype=torch.int64)
-    p.index_put_(tuple(idx.T), torch.as_tensor(pdf.probs, dtype=torch.float64) / total, accumulate=True)
+    p.index_put_(tuple(idx.T), torch.as_tensor(np.asarray(probs), dtype=torch.float64) / total, accumulate=True)
     res = api.pid_distribution(p, n_sources=n, local=True)
     sel = tuple(idx.T)
     inf = res.local_informative[sel].numpy().copy()  # [nRlz, A]
