@@ -16,6 +16,7 @@ machine's cores split among the K processes.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -130,6 +131,18 @@ class _Runner:
                 except OSError:
                     pass
 
+    @contextlib.contextmanager
+    def stopping_on_signals(self):
+        """Ctrl-C and SIGTERM call :meth:`_stop` while inside (in the main thread; elsewhere the
+        process's handlers stay)."""
+        main = threading.current_thread() is threading.main_thread()
+        old = {sig: signal.signal(sig, self._stop) for sig in (signal.SIGINT, signal.SIGTERM)} if main else {}
+        try:
+            yield
+        finally:
+            for sig, handler in old.items():
+                signal.signal(sig, handler)
+
     def one(self, train_args: Sequence[str], seed: int, out_dir: str, label: str = "") -> Dict:
         run_dir = os.path.join(out_dir, f"seed-{seed}")
         epochs = _epochs_option(train_args)
@@ -172,16 +185,10 @@ class _Runner:
             if os.path.exists(out_dir) and not os.path.isdir(out_dir):
                 raise UserError(f"--out: {out_dir!r} is a file, not a directory")
             os.makedirs(out_dir, exist_ok=True)
-        main = threading.current_thread() is threading.main_thread()
-        old = {sig: signal.signal(sig, self._stop) for sig in (signal.SIGINT, signal.SIGTERM)} if main else {}
-        try:
-            with ThreadPoolExecutor(max_workers=self.jobs) as pool:
-                futures = [[pool.submit(self.one, args, seed, out_dir, label) for seed in seeds]
-                           for args, out_dir, label in configs]
-                done = [[f.result() for f in row] for row in futures]
-        finally:
-            for sig, handler in old.items():
-                signal.signal(sig, handler)
+        with self.stopping_on_signals(), ThreadPoolExecutor(max_workers=self.jobs) as pool:
+            futures = [[pool.submit(self.one, args, seed, out_dir, label) for seed in seeds]
+                       for args, out_dir, label in configs]
+            done = [[f.result() for f in row] for row in futures]
         if self.stopping:
             where = sorted({out_dir for _, out_dir, _ in configs})
             raise TrainingInterrupted(

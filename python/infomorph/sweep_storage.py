@@ -133,18 +133,9 @@ def run_shared(plan, seeds: Sequence[int], out_dir: str, storage: str, study: st
             trial.set_user_attr("record", record)
             s.tell(trial, record["test_accuracy"] if record["test_accuracy"] is not None else 0.0)
 
-    import signal
-    import threading
-
-    main = threading.current_thread() is threading.main_thread()
-    old = {sig: signal.signal(sig, runner._stop) for sig in (signal.SIGINT, signal.SIGTERM)} if main else {}
-    try:
-        with ThreadPoolExecutor(max_workers=jobs) as pool:
-            for f in [pool.submit(work, k) for k in range(jobs)]:
-                f.result()
-    finally:
-        for sig, handler in old.items():
-            signal.signal(sig, handler)
+    with runner.stopping_on_signals(), ThreadPoolExecutor(max_workers=jobs) as pool:
+        for f in [pool.submit(work, k) for k in range(jobs)]:
+            f.result()
     if runner.stopping:
         raise TrainingInterrupted("sweep interrupted: this worker's running cells are queued again; run the same "
                                   "command to go on", out_dir)
