@@ -281,6 +281,10 @@ def test_analyze_writes_importances_ablations_and_plots(tmp_path):
     (["--prune-floor", "1.5@3"], "--prune-floor: expected ACCURACY@EPOCH"),
     (["--prune-floor", "0.5@11"], "--prune-floor: expected ACCURACY@EPOCH"),
     (["--cma-popsize", "8"], "--cma-popsize: only for --sampler cmaes"),
+    (["--hours", "0"], "--hours: expected a positive number of hours"),
+    (["--hours", "soon"], "--hours: expected a positive number of hours"),
+    (["--confirm", "5"], "--confirm: expected TOP:SEEDS"),
+    (["--confirm", "0:3"], "--confirm: expected TOP:SEEDS"),
     (["--enqueue", "no-such-goal"], "--enqueue no-such-goal: goal 'no-such-goal' is neither a preset"),
     (["--enqueue", "optimized", "--enqueue", "heuristic"], "--enqueue: 2 goals for a study of --trials 1"),
 ])
@@ -371,6 +375,90 @@ def test_enqueued_goals_are_the_first_trials(tmp_path):
               "--out", str(tmp_path / "x"), timeout=120)
     assert r3.returncode == 2 and len(r3.stderr.strip().splitlines()) == 1, r3.stderr
     assert "--enqueue heuristic: the goal's {1}{2} = 1 lies outside the searched range [0.0, 0.5]" in r3.stderr
+
+
+def test_confirm_trains_the_best_goals_again_and_picks_the_best_mean(tmp_path):
+    """--confirm TOP:SEEDS: the TOP best complete trials' goals, trained again on the same fresh
+    seeds (not the trials' own), are ranked by their mean validation accuracy; best_goal.yaml is the
+    winner; the runs are cached, so an extended study trains only its new candidates; without
+    --confirm a stale confirmation is named as such and the best single trial is taken."""
+    import torch
+
+    out = tmp_path / "c"
+    args = ["search", *TINY, "--epochs", "2", "--sampler", "random", "--fix", "H_res=0", "--out", str(out)]
+    r = _cli(*args, "--trials", "5", "--confirm", "3:2")
+    assert r.returncode == 0, r.stderr
+    storage = f"sqlite:///{out / 'study.db'}"
+    done = sorted((t for t in _trials(storage) if t.state.name == "COMPLETE"), key=lambda t: (-t.value, t.number))
+    conf = json.loads((out / "confirm.json").read_text())
+    assert [c["trial"] for c in conf["candidates"]] == [t.number for t in done[:3]]
+    seeds = [St.trial_seed(0, S.CONFIRM_SEED_BASE + k) for k in range(2)]
+    assert conf["seeds"] == seeds and not set(seeds) & {St.trial_seed(0, t.number) for t in done}
+    meta = json.loads((out / "search.json").read_text())
+    settings = St.SearchSettings(**{**meta["settings"], "space": {k: tuple(v) for k, v in meta["settings"]["space"].items()}})
+    torch.set_num_threads(1)
+    data = S.load_data(settings.train, settings.seed)
+    for c, t in zip(conf["candidates"], done):  # each value is that goal's run with that seed, reproduced alone
+        again = [S._best_val(S.train_goal(settings.train, St.goal_of(t.params, settings), sd, data,
+                                          str(tmp_path / f"a{t.number}-{sd}"))["history"]) for sd in seeds]
+        assert c["values"] == again and c["mean"] == pytest.approx(sum(again) / 2) and c["trial_value"] == t.value
+    chosen = max(conf["candidates"], key=lambda c: (c["mean"], c["trial_value"], -c["trial"]))
+    assert conf["chosen_trial"] == chosen["trial"] == meta["chosen_trial"] and meta["best_trial"] == done[0].number
+    goal = resolve_goal(str(out / "best_goal.yaml"), 3).tolist()
+    want = St.goal_of(next(t for t in done if t.number == chosen["trial"]).params, settings)
+    assert goal == [want[n] for n in gamma_names(3)]
+    assert "chosen by --confirm" in (out / "best_goal.yaml").read_text()
+    assert meta["wall_hours"] == pytest.approx(meta["study_hours"] + meta["confirm_hours"]) and meta["confirm_hours"] > 0
+    assert "--confirm 3:2" in meta["command"]
+    # extended by 3 trials: the candidates already run come from the cache (one line per new run)
+    cache = json.loads((out / "confirm_runs.json").read_text())
+    r2 = _cli(*args, "--trials", "8", "--confirm", "3:2")
+    assert r2.returncode == 0, r2.stderr
+    done2 = sorted((t for t in _trials(storage) if t.state.name == "COMPLETE"), key=lambda t: (-t.value, t.number))
+    conf2 = json.loads((out / "confirm.json").read_text())
+    assert [c["trial"] for c in conf2["candidates"]] == [t.number for t in done2[:3]]
+    cache2 = json.loads((out / "confirm_runs.json").read_text())
+    assert set(cache) <= set(cache2) and all(cache2[k] == v for k, v in cache.items())
+    assert len(cache2) == 2 * len({c["trial"] for c in conf["candidates"] + conf2["candidates"]})
+    # more trials without --confirm: when the top has changed, the confirmation is stale and not used
+    r3 = _cli(*args, "--trials", "14")
+    assert r3.returncode == 0, r3.stderr
+    done3 = sorted((t for t in _trials(storage) if t.state.name == "COMPLETE"), key=lambda t: (-t.value, t.number))
+    meta3 = json.loads((out / "search.json").read_text())
+    if [t.number for t in done3[:3]] != [c["trial"] for c in conf2["candidates"]]:
+        assert meta3["confirm"] == {"stale": True} and meta3["chosen_trial"] == done3[0].number
+    else:
+        assert meta3["chosen_trial"] == conf2["chosen_trial"]
+
+
+def test_hours_budget_stops_new_trials_and_counts_no_pause():
+    """--hours: study_hours is the union of the trials' running intervals (overlapping workers count
+    once, a pause between sessions not at all)."""
+    import datetime as dt
+    from types import SimpleNamespace as T
+
+    t0 = dt.datetime(2026, 1, 1)
+    m = lambda a, b: T(datetime_start=t0 + dt.timedelta(minutes=a), datetime_complete=t0 + dt.timedelta(minutes=b))
+    trials = [m(0, 30), m(10, 40), m(40, 60), m(600, 630), T(datetime_start=t0, datetime_complete=None)]
+    assert St.study_hours(trials) == pytest.approx(1.5)
+    assert St.study_hours([]) == 0.0
+
+
+def test_hours_budget_ends_the_study_early(tmp_path):
+    out = tmp_path / "h"
+    args = ["search", *TINY, "--epochs", "3", "--trials", "500", "--sampler", "random", "--hours", "0.0005",
+            "--out", str(out)]
+    r = _cli(*args)
+    assert r.returncode == 0, r.stderr
+    meta = json.loads((out / "search.json").read_text())
+    n = sum(meta["trials_by_state"].values())
+    assert 1 <= n < 500 and meta["study_hours"] >= 0.0005 and "--hours 0.0005" in meta["command"]
+    assert "the study has run its 0.0005 h (--hours): no new trial" in r.stdout
+    # resumed with the same budget: nothing more runs; with a larger one it goes on
+    assert _cli(*args).returncode == 0
+    assert sum(json.loads((out / "search.json").read_text())["trials_by_state"].values()) == n
+    r2 = _cli(*[a if a != "0.0005" else "0.001" for a in args])
+    assert r2.returncode == 0 and sum(json.loads((out / "search.json").read_text())["trials_by_state"].values()) > n
 
 
 @pytest.mark.parametrize("sampler", ["cmaes", "gp"])

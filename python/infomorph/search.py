@@ -8,10 +8,14 @@ goal. The study lives in an optuna RDB storage: an SQLite file in DIR by default
 command again resumes the study; a worker killed mid-trial stops sending heartbeats, its trial is
 failed once the grace period passes and queued again with the same goal (and the same seed: a
 trial's seed is derived from the study seed and its original trial number). ``--jobs K`` runs K
-worker processes here, the cores split among them.
+worker processes here, the cores split among them. ``--hours H`` is the study's time budget (the
+time its trials ran, pauses between sessions not counted). ``--confirm TOP:SEEDS`` ends the command
+with the confirmation stage: the TOP best goals trained again on fresh seeds, the best mean taken
+(a single run's value is the best of many noisy runs, biased upward).
 
 DIR gets ``best_goal.yaml`` (``train --goal DIR/best_goal.yaml`` takes it), ``trials.csv``,
-``search.json`` (the summary) and ``trials/N.json`` (each trial's per-epoch history).
+``search.json`` (the summary), ``trials/N.json`` (each trial's per-epoch history) and, with
+``--confirm``, ``confirm.json``.
 ``python -m infomorph analyze DIR`` adds parameter importances (mean decrease in impurity, as in
 the paper, and fANOVA), the single and the successive ablation of the best goal, and plots.
 """
@@ -31,13 +35,16 @@ import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from .errors import TrainingInterrupted, UserError
+from .goal_runs import GoalRuns, best_val as _best_val, load_data, train_goal
 from .goals import gamma_names, readable_name
 from .options import add_model_options, config_from_args, positive
 from .study import (FORMS, N_SOURCES, PRUNE_FACTOR, PRUNERS, SAMPLERS, SearchSettings, _hidden_password, _optuna,
                     _sampler, enqueue_goals, goal_of, open_storage, open_study, original_number,
-                    Heartbeat, parse_space, portable, resolve_storage, study_lock, trial_seed)
+                    Heartbeat, parse_space, portable, resolve_storage, study_hours, study_lock, trial_seed)
 
 SEARCH_JSON = "search.json"
+CONFIRM_JSON = "confirm.json"
+CONFIRM_SEED_BASE = 20_000_000  # confirmation seeds: trial_seed(study seed, this + k), apart from the trials'
 
 
 # ---------------------------------------------------------------------------------------- parsers
@@ -72,6 +79,14 @@ def add_search_parsers(sub) -> None:
     s.add_argument("--prune-floor", default=None, metavar="ACC@EPOCH",
                    help="also stop, from epoch EPOCH on, a trial whose best validation accuracy is below ACC (e.g. "
                         "0.5@3: goals that do not learn), with any --prune")
+    s.add_argument("--hours", default=None, metavar="H",
+                   help="the study's time budget: no new trial starts once the study has run H hours (the union of "
+                        "its trials' running times, any worker anywhere; pauses between sessions do not count)")
+    s.add_argument("--confirm", default=None, metavar="TOP:SEEDS",
+                   help="after the trials, train the TOP best goals again on SEEDS fresh seeds each (full epochs, "
+                        "the same seeds for every goal) and take the one with the best mean validation accuracy of "
+                        "these runs as best_goal.yaml: a single run's best value is luck as much as goal (e.g. 5:3; "
+                        "confirm.json has the table; run in the command that has it, cached for resumes)")
     s.add_argument("--jobs", type=positive, default=1, help="worker processes on this machine (cores split among them)")
     s.add_argument("--storage", help="optuna storage URL (default: sqlite:///DIR/study.db); postgresql://... for many machines")
     s.add_argument("--study", default="infomorph-goal", help="study name inside the storage")
@@ -105,7 +120,7 @@ def run_command(args, argv: Sequence[str]) -> int:
         return 0
     summary = run_search(settings, argv, jobs=args.jobs, threads=args.threads, show_progress=not args.no_progress)
     print(json.dumps({"out": settings.out, "trials": summary["trials_by_state"], "best_value": summary["best_value"],
-                      "best_goal": os.path.join(settings.out, "best_goal.yaml")}))
+                      "chosen_trial": summary["chosen_trial"], "best_goal": os.path.join(settings.out, "best_goal.yaml")}))
     return 0
 
 
@@ -120,6 +135,33 @@ def _prune_floor(text: str, epochs: int) -> Tuple[float, int]:
         raise UserError(f"--prune-floor: expected ACCURACY@EPOCH with 0 < ACCURACY < 1 and 1 <= EPOCH <= the epochs "
                         f"per trial ({epochs}), e.g. 0.5@3; got {text!r}")
     return acc, ep
+
+
+def _hours(text: Optional[str]) -> Optional[float]:
+    if text is None:
+        return None
+    try:
+        h = float(text)
+    except ValueError:
+        h = float("nan")
+    if not (math.isfinite(h) and h > 0):
+        raise UserError(f"--hours: expected a positive number of hours (e.g. 2.5), got {text!r}")
+    return h
+
+
+def _confirm(text: Optional[str]) -> Optional[Tuple[int, int]]:
+    """``--confirm TOP:SEEDS`` (e.g. 5:3) -> (top, seeds)."""
+    if text is None:
+        return None
+    try:
+        top_s, seeds_s = text.split(":")
+        top, seeds = int(top_s), int(seeds_s)
+    except ValueError:
+        top = seeds = 0
+    if top < 1 or seeds < 1:
+        raise UserError(f"--confirm: expected TOP:SEEDS, two positive integers (e.g. 5:3: the 5 best goals, 3 fresh "
+                        f"seeds each), got {text!r}")
+    return top, seeds
 
 
 def settings_from_args(args) -> SearchSettings:
@@ -155,45 +197,13 @@ def settings_from_args(args) -> SearchSettings:
                               trials=args.trials, seed=args.seed, startup_trials=startup, heartbeat=args.heartbeat,
                               space=space, fixed=fixed, train=train, prune_min_epochs=args.prune_min_epochs,
                               prune_factor=args.prune_factor, form=args.form, cma_popsize=args.cma_popsize,
-                              prune_floor=floor)
+                              prune_floor=floor, hours=_hours(args.hours), confirm=_confirm(args.confirm))
     if args.enqueue:
         if len(args.enqueue) > args.trials:
             raise UserError(f"--enqueue: {len(args.enqueue)} goals for a study of --trials {args.trials}")
         # the worker processes of --jobs get the same options: only the parent speaks of fixed atoms
         settings.enqueue = enqueue_goals(args.enqueue, settings, log=print if args.worker is None else (lambda m: None))
     return settings
-
-
-# --------------------------------------------------------------------------------------- training
-def load_data(settings_train: Dict[str, Any], seed: int):
-    """The data splits of a study (one validation split for all trials: from the study seed)."""
-    from .data import DataNotFoundError, load_dataset
-
-    t = settings_train
-    try:
-        return load_dataset(t["dataset"], t.get("data_dir"), t.get("val_fraction", 0.2), seed, t.get("limit_train"),
-                            t.get("limit_test"))
-    except DataNotFoundError as e:
-        raise UserError(str(e)) from None
-
-
-def train_goal(settings_train: Dict[str, Any], goal: Dict[str, float], seed: int, data, run_dir: str,
-               on_epoch: Optional[Callable[[Dict], None]] = None, epochs: Optional[int] = None) -> Dict:
-    """One training run with the hidden goal ``goal``; returns train's results dict."""
-    from .train import TrainConfig, train
-
-    # the objective is the validation accuracy: the test set only after the last epoch (trials.csv)
-    cfg = TrainConfig.from_dict(dict(settings_train, goal=[goal[n] for n in gamma_names(N_SOURCES)], seed=seed,
-                                     test_every_epoch=False))
-    if epochs is not None:
-        cfg.epochs = epochs
-    return train(cfg, run_dir, resume=False, log=lambda s: None, show_progress=False, data=data,
-                 on_epoch=on_epoch, plots=False)
-
-
-def _best_val(history: Sequence[Dict]) -> float:
-    vals = [h["val_accuracy"] for h in history if h.get("val_accuracy") is not None and math.isfinite(h["val_accuracy"])]
-    return max(vals) if vals else 0.0
 
 
 # ---------------------------------------------------------------------------------------- workers
@@ -227,11 +237,15 @@ def run_worker(settings: SearchSettings, worker: int = 0,
             c = _counts(study)
             finished, active = _finished(c), c.get("RUNNING", 0) + c.get("WAITING", 0)
             trial = None
-            if finished < settings.trials and (finished + active < settings.trials or c.get("WAITING", 0) > 0):
+            spent = settings.hours is not None and study_hours(study.get_trials(deepcopy=False)) >= settings.hours
+            if not spent and finished < settings.trials and (finished + active < settings.trials or c.get("WAITING", 0) > 0):
                 study.sampler = _sampler(settings, sum(c.values()))  # the number the next new trial gets
                 trial = study.ask()
                 storage.record_heartbeat(trial._trial_id)  # at once: a trial with no heartbeat never goes stale
         if finished >= settings.trials:
+            return
+        if spent:  # running trials elsewhere finish; trials queued for a retry stay queued
+            log(f"worker {worker}: the study has run its {settings.hours:g} h (--hours): no new trial")
             return
         if trial is None:  # the rest is running elsewhere: wait (it may die and come back as WAITING)
             if not waited:
@@ -399,6 +413,8 @@ def run_search(settings: SearchSettings, argv: Sequence[str], jobs: int = 1, thr
             raise UserError(f"search: worker(s) {bad} failed ({tail}; logs: {settings.out}/worker-N.log)")
     bar.update(study)
     bar.close()
+    if settings.confirm is not None:
+        confirm(study, settings, jobs, total_threads, log)
     return write_outputs(study, settings)
 
 
@@ -456,6 +472,75 @@ def _best_trial(study):
     return max(done, key=lambda t: (t.value, -t.number)) if done else None
 
 
+# ----------------------------------------------------------------------------------- confirmation
+def _top_trials(study, top: int) -> List[Any]:
+    from optuna.trial import TrialState
+
+    done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.value is not None]
+    return sorted(done, key=lambda t: (-t.value, t.number))[:top]
+
+
+def _read_confirm(out: str) -> Dict[str, Any]:
+    path = os.path.join(out, CONFIRM_JSON)
+    if not os.path.isfile(path):
+        return {}
+    with open(path) as fh:
+        return json.load(fh)
+
+
+def confirm(study, settings: SearchSettings, jobs: int, threads: int, log=print) -> Optional[Dict[str, Any]]:
+    """The confirmation stage (``--confirm TOP:SEEDS``): the TOP complete trials' goals trained again
+    for the full epochs on SEEDS fresh seeds (the same seeds for each goal), the goal with the best
+    mean validation accuracy of these runs chosen. The trials' own values are left out of the mean:
+    being the best of many noisy runs, they are biased upward. Writes DIR/confirm.json; the runs
+    are cached in DIR/confirm_runs.json (a resumed or extended study trains only new ones)."""
+    top, n_seeds = settings.confirm
+    cands = _top_trials(study, top)
+    if not cands:
+        log("confirm: no complete trial to confirm")
+        return None
+    seeds = [trial_seed(settings.seed, CONFIRM_SEED_BASE + k) for k in range(n_seeds)]
+    epochs = int(settings.train["epochs"])
+    goals = [goal_of(t.params, settings) for t in cands]
+    log(f"confirm: the {len(cands)} best goals x {n_seeds} fresh seeds x {epochs} epochs")
+    prev = _read_confirm(settings.out)
+    with GoalRuns(settings.train, settings.seed, epochs, jobs, threads,
+                  os.path.join(settings.out, "confirm_runs.json")) as runs:
+        results = runs.run(goals, seeds)
+        trained = runs.trained_seconds
+    rows = []
+    for t, rs in zip(cands, results):
+        vals = [r["value"] for r in rs]
+        rows.append({"trial": t.number, "trial_value": t.value, "values": vals, "mean": sum(vals) / len(vals),
+                     "min": min(vals), "test_accuracy": [r.get("test_accuracy") for r in rs],
+                     "seconds": [r.get("seconds") for r in rs]})
+    chosen = max(rows, key=lambda r: (r["mean"], r["trial_value"], -r["trial"]))
+    rec = {"top": top, "seeds": seeds, "epochs": epochs, "chosen_trial": chosen["trial"],
+           "chosen_mean": chosen["mean"], "candidates": rows,
+           "wall_seconds": float(prev.get("wall_seconds", 0.0)) + trained,
+           "note": "chosen by the mean validation accuracy of the fresh seeds; test accuracies are recorded, not used"}
+    with open(os.path.join(settings.out, CONFIRM_JSON + ".tmp"), "w") as fh:
+        json.dump(rec, fh, indent=1)
+    os.replace(os.path.join(settings.out, CONFIRM_JSON + ".tmp"), os.path.join(settings.out, CONFIRM_JSON))
+    for r in sorted(rows, key=lambda r: -r["mean"]):
+        log(f"confirm: trial {r['trial']}: its run {r['trial_value']:.4f}, fresh seeds "
+            f"{', '.join(f'{v:.4f}' for v in r['values'])} (mean {r['mean']:.4f})"
+            + ("  <- chosen" if r is chosen else ""))
+    return rec
+
+
+def _confirmed(study, out: str) -> Tuple[Optional[Dict[str, Any]], Optional[Any]]:
+    """confirm.json and its chosen trial where it still speaks of the study's top trials; else
+    (the record or None, None)."""
+    rec = _read_confirm(out)
+    if not rec:
+        return None, None
+    if [c["trial"] for c in rec["candidates"]] != [t.number for t in _top_trials(study, rec["top"])]:
+        return rec, None  # the study has new best trials since: run the confirmation again
+    chosen = [t for t in study.get_trials(deepcopy=False) if t.number == rec["chosen_trial"]]
+    return rec, chosen[0]
+
+
 # ---------------------------------------------------------------------------------------- outputs
 def _write_meta(settings: SearchSettings) -> None:
     """DIR/search.json's first version: where the study is (analyze reads it)."""
@@ -488,12 +573,16 @@ def write_outputs(study, settings: SearchSettings) -> Dict:
         counts["FAIL"] -= surplus
         counts = {k: v for k, v in counts.items() if v}
     best = _best_trial(study)
-    best_goal = goal_of(best.params, settings) if best is not None else None
+    conf, chosen = _confirmed(study, settings.out)
+    pick = chosen if chosen is not None else best
+    best_goal = goal_of(pick.params, settings) if pick is not None else None
     if best_goal is not None:
-        _write_goal_yaml(os.path.join(settings.out, "best_goal.yaml"), best_goal, best, settings)
-    starts = [t.datetime_start for t in trials if t.datetime_start is not None and t.state.name in ("COMPLETE", "PRUNED")]
-    ends = [t.datetime_complete for t in trials if t.datetime_complete is not None and t.state.name in ("COMPLETE", "PRUNED")]
-    hours = (max(ends) - min(starts)).total_seconds() / 3600 if starts and ends else 0.0
+        _write_goal_yaml(os.path.join(settings.out, "best_goal.yaml"), best_goal, pick, settings,
+                         confirmed=conf if chosen is not None else None)
+    ran = [t for t in trials if t.state.name in ("COMPLETE", "PRUNED")]
+    hours = study_hours(ran)  # the time the study ran (pauses between sessions do not count)
+    span = (max(t.datetime_complete for t in ran) - min(t.datetime_start for t in ran)).total_seconds() / 3600 if ran else 0.0
+    confirm_hours = float(conf.get("wall_seconds", 0.0)) / 3600 if chosen is not None else 0.0
     finished = _finished(counts)
     secs = [t.user_attrs["seconds"] for t in trials if "seconds" in t.user_attrs and t.state.name in ("COMPLETE", "PRUNED")]
     rec = portable(settings)  # paths relative to the search directory
@@ -502,11 +591,15 @@ def write_outputs(study, settings: SearchSettings) -> Dict:
         "sampler": settings.sampler, "prune": settings.prune, "trials_requested": settings.trials,
         "trials_by_state": counts,
         "best_value": None if best is None else best.value, "best_trial": None if best is None else best.number,
+        "chosen_trial": None if pick is None else pick.number,
+        "confirm": None if conf is None else ({"stale": True} if chosen is None else
+                                               {k: conf[k] for k in ("top", "seeds", "chosen_mean", "wall_seconds")}),
         "best_goal": best_goal,
         "best_goal_readable": None if best_goal is None else {readable_name(k): v for k, v in best_goal.items()},
         "trials_per_hour": finished / hours if hours > 0 else None,
         "seconds_per_trial_mean": sum(secs) / len(secs) if secs else None,
-        "wall_hours": hours, "settings": rec,
+        "study_hours": hours, "span_hours": span, "confirm_hours": confirm_hours,
+        "wall_hours": hours + confirm_hours, "settings": rec,
         "command": "python -m infomorph search " + " ".join(_cmd_line(settings)),
     }
     with open(os.path.join(settings.out, SEARCH_JSON), "w") as fh:
@@ -529,15 +622,23 @@ def _cmd_line(s: SearchSettings) -> List[str]:
         parts += ["--form", s.form]
     if s.cma_popsize is not None:
         parts += ["--cma-popsize", str(s.cma_popsize)]
+    if s.hours is not None:
+        parts += ["--hours", f"{s.hours:g}"]
+    if s.confirm is not None:
+        parts += ["--confirm", f"{s.confirm[0]}:{s.confirm[1]}"]
     parts += [x for n, v in s.fixed.items() for x in ("--fix", f"{n}={v}")]
     rel = os.path.relpath(s.out)  # as run from here; a directory elsewhere by its name alone (no machine paths)
     return parts + ["--out", rel if not rel.startswith(os.pardir) else os.path.basename(s.out)]
 
 
-def _write_goal_yaml(path: str, goal: Dict[str, float], best, settings: SearchSettings) -> None:
-    lines = [f"# best goal of study {settings.study!r}: trial {best.number}, validation accuracy {best.value:.4f}",
-             "# python -m infomorph train --goal THIS_FILE ... (atoms: 1 = F feedforward, 2 = C context, 3 = L lateral)",
-             "gamma:"]
+def _write_goal_yaml(path: str, goal: Dict[str, float], best, settings: SearchSettings,
+                     confirmed: Optional[Dict[str, Any]] = None) -> None:
+    lines = [f"# best goal of study {settings.study!r}: trial {best.number}, validation accuracy {best.value:.4f}"]
+    if confirmed is not None:
+        lines.append(f"# chosen by --confirm: mean validation accuracy {confirmed['chosen_mean']:.4f} on "
+                     f"{len(confirmed['seeds'])} fresh seeds, best of the {confirmed['top']} best trials")
+    lines += ["# python -m infomorph train --goal THIS_FILE ... (atoms: 1 = F feedforward, 2 = C context, 3 = L lateral)",
+              "gamma:"]
     lines += [f"  \"{n}\": {v!r}" for n, v in goal.items()]
     tmp = path + ".tmp"
     with open(tmp, "w") as fh:
@@ -581,60 +682,17 @@ def importances(study) -> Dict[str, Dict[str, float]]:
     return out
 
 
-def _ablation_job(job: Tuple[Dict, Dict[str, float], int, int, str]) -> float:
-    train_cfg, goal, seed, epochs, run_dir = job
-    data = _ABL_DATA["data"]
-    res = train_goal(train_cfg, goal, seed, data, run_dir, epochs=epochs)
-    shutil.rmtree(run_dir, ignore_errors=True)
-    return _best_val(res["history"])
-
-
-_ABL_DATA: Dict[str, Any] = {}
-
-
-def _ablation_init(train_cfg: Dict, data_seed: int, threads: int) -> None:
-    _set_threads(threads)
-    _ABL_DATA["data"] = load_data(train_cfg, data_seed)
-
-
 def ablation(settings: SearchSettings, best_goal: Dict[str, float], seeds: int, epochs: int, jobs: int,
              threads: int, out_dir: str, log=print) -> Dict:
     """Set each searched gamma of the best goal to 0 alone (validation accuracy, ``seeds`` seeds),
     then zero them one after another in order of their single effect (smallest loss first).
-    Results are cached in DIR/ablation.json: a second call runs only what is missing."""
-    from concurrent.futures import ProcessPoolExecutor
-    import multiprocessing as mp
-
-    cache_path = os.path.join(out_dir, "ablation_runs.json")
-    cache: Dict[str, float] = {}
-    if os.path.isfile(cache_path):
-        with open(cache_path) as fh:
-            cache = json.load(fh)
+    Results are cached in DIR/ablation_runs.json: a second call runs only what is missing."""
     seed_list = [trial_seed(settings.seed, 10_000_000 + s) for s in range(seeds)]
-    tmp = os.path.join(out_dir, "ablation_tmp")
-    os.makedirs(tmp, exist_ok=True)
-
-    def key(goal: Dict[str, float], seed: int) -> str:
-        return json.dumps([round(goal[n], 12) for n in gamma_names(N_SOURCES)] + [seed, epochs])
-
-    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn"), initializer=_ablation_init,
-                               initargs=(settings.train, settings.seed, max(1, threads // jobs)))
-
-    def evaluate(goals: List[Dict[str, float]]) -> List[float]:
-        todo = [(g, s) for g in goals for s in seed_list if key(g, s) not in cache]
-        jobs_ = [(settings.train, g, s, epochs, os.path.join(tmp, f"run-{i}-{os.getpid()}")) for i, (g, s) in enumerate(todo)]
-        for (g, s), acc in zip(todo, pool.map(_ablation_job, jobs_)):
-            cache[key(g, s)] = acc
-            with open(cache_path + ".tmp", "w") as fh:
-                json.dump(cache, fh)
-            os.replace(cache_path + ".tmp", cache_path)
-        return [sum(cache[key(g, s)] for s in seed_list) / len(seed_list) for g in goals]
-
-    try:
+    with GoalRuns(settings.train, settings.seed, epochs, jobs, threads, os.path.join(out_dir, "ablation_runs.json")) as runs:
         searched = [n for n in settings.space if best_goal[n] != 0.0]
         log(f"ablation: base goal + {len(searched)} single ablations x {seeds} seeds x {epochs} epochs")
         single_goals = [dict(best_goal, **{n: 0.0}) for n in searched]
-        vals = evaluate([best_goal] + single_goals)
+        vals = runs.mean_values([best_goal] + single_goals, seed_list)
         base, singles = vals[0], dict(zip(searched, vals[1:]))
         order = sorted(searched, key=lambda n: base - singles[n])  # least harmful first
         log(f"ablation: successive, {len(order)} steps")
@@ -642,10 +700,7 @@ def ablation(settings: SearchSettings, best_goal: Dict[str, float], seeds: int, 
         for n in order:
             goal = dict(goal, **{n: 0.0})
             succ_goals.append(goal)
-        succ = evaluate(succ_goals)
-    finally:
-        pool.shutdown()
-        shutil.rmtree(tmp, ignore_errors=True)
+        succ = runs.mean_values(succ_goals, seed_list)
     return {"base": base, "seeds": seeds, "epochs": epochs,
             "single": {n: {"accuracy": singles[n], "change": singles[n] - base} for n in searched},
             "successive": [{"ablated": n, "accuracy": a} for n, a in zip(order, succ)]}

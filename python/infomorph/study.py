@@ -55,6 +55,9 @@ class SearchSettings:
     form: str = "box"  # box: the trial's numbers are the goal; direction: divided by their largest magnitude
     cma_popsize: Optional[int] = None  # CMA-ES population (None: cmaes' 4 + 3 ln(dimensions))
     enqueue: List[Dict[str, float]] = field(default_factory=list)  # known goals run as the first trials
+    # not part of the study's identity (a resumed study may change them):
+    hours: Optional[float] = None  # no new trial once the study has run this long (study_hours)
+    confirm: Optional[Tuple[int, int]] = None  # (top, seeds): the confirmation stage after the trials
 
     def identity(self) -> Dict[str, Any]:
         """The part a resumed study must agree on."""
@@ -305,6 +308,24 @@ def open_study(settings: SearchSettings, worker: int = 0):
     return study
 
 
+def study_hours(trials) -> float:
+    """How long a study has run, in hours: the union of its finished trials' running intervals (any
+    worker on any machine), so that pauses between sessions, when nothing ran, do not count."""
+    spans = sorted((t.datetime_start, t.datetime_complete) for t in trials
+                   if t.datetime_start is not None and t.datetime_complete is not None)
+    total, cur = 0.0, None
+    for a, b in spans:
+        if cur is None or a > cur[1]:
+            if cur is not None:
+                total += (cur[1] - cur[0]).total_seconds()
+            cur = [a, b]
+        else:
+            cur[1] = max(cur[1], b)
+    if cur is not None:
+        total += (cur[1] - cur[0]).total_seconds()
+    return total / 3600
+
+
 def trial_seed(study_seed: int, number: int) -> int:
     """The training seed of trial ``number`` (the original number for a retried trial)."""
     h = hashlib.sha256(f"infomorph-search:{study_seed}:{number}".encode()).digest()
@@ -365,7 +386,6 @@ def enqueue_goals(specs: Sequence[str], settings: SearchSettings, log=print) -> 
         params_of(goal, settings, f"--enqueue {spec}")
         goals.append(goal)
     return goals
-
 
 
 def portable(settings: SearchSettings) -> Dict[str, Any]:
