@@ -7,7 +7,7 @@
 Importing never needs a compiled module or a GPU; asking for a backend that is not there raises,
 naming what is missing. See README.md and docs/math.md for the math.
 """
-from . import lattice
+from . import lattice, threads
 from .analysis import complexity_profile, degree_of_synergy, mig, mir, mutual_information_matrix, pid_labels, representational_complexity
 from .api import PIDResult, available_backends, pid, pid_binned, pid_distribution, pid_goal, sample_pm1, trivariate_activation
 from .binning import adaptive_scale, make_binning

@@ -8,7 +8,9 @@ Importing this module never fails: the compiled module is loaded lazily, and
 :func:`is_available` / :func:`unavailable_reason` say whether it is there and how to build it.
 
 Threads: by default as many as ``torch.get_num_threads()`` (which follows ``OMP_NUM_THREADS`` and
-``torch.set_num_threads``); :func:`set_num_threads` overrides that for this backend, and
+``torch.set_num_threads``) less the cores that other processes keep busy now (``threads.py``,
+looked at again at most once a second: on a shared machine a thread that waits for a core holds
+up the whole layer); :func:`set_num_threads` fixes the count for this backend, and
 ``pid_kernel_cpu(..., num_threads=k)`` for one call. Results do not depend on the thread count
 (each neuron runs on one thread, bit-identical).
 """
@@ -19,10 +21,12 @@ from typing import Optional, Sequence, Tuple
 import torch
 
 from . import _ext
+from .threads import AutoThreads
 from ._validate import int_list, kernel_tensor, validate_values
 
 _BUILD_HINT = "run `pip install --no-build-isolation -e .` (or `python setup.py build_ext --inplace`)"
 _num_threads: Optional[int] = None
+_auto = AutoThreads(interval=1.0)
 
 
 def _load():
@@ -50,7 +54,8 @@ def unavailable_reason() -> str:
 
 
 def set_num_threads(num_threads: Optional[int]) -> None:
-    """Threads used by this backend; ``None`` follows ``torch.get_num_threads()`` again."""
+    """Threads used by this backend; ``None``: the default again (torch's count less the cores
+    busy elsewhere)."""
     global _num_threads
     if num_threads is not None:
         if isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 1:
@@ -60,7 +65,10 @@ def set_num_threads(num_threads: Optional[int]) -> None:
 
 def get_num_threads() -> int:
     """Threads the next call will use (unless it passes num_threads)."""
-    return _num_threads if _num_threads is not None else max(1, torch.get_num_threads())
+    if _num_threads is not None:
+        return _num_threads
+    cap = max(1, torch.get_num_threads())
+    return _auto.get(cap) if cap > 1 else 1
 
 
 def _raise_on_status(status: int, x: torch.Tensor, theta: torch.Tensor) -> None:

@@ -322,7 +322,8 @@ def test_thread_setting():
         assert cpu_backend.get_num_threads() == 1
     finally:
         cpu_backend.set_num_threads(None)
-    assert cpu_backend.get_num_threads() == max(1, torch.get_num_threads())
+    # the default: torch's count, less the cores other processes keep busy (tests/test_threads.py)
+    assert 1 <= cpu_backend.get_num_threads() <= max(1, torch.get_num_threads())
     with pytest.raises(ValueError, match="num_threads"):
         cpu_backend.set_num_threads(0)
 

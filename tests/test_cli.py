@@ -88,3 +88,31 @@ def test_python_dash_m_help():
     r = subprocess.run([sys.executable, "-m", "infomorph", "train", "--help"], capture_output=True, text=True,
                        env=env, timeout=120)
     assert r.returncode == 0 and "--limit-train" in r.stdout and "--resume" in r.stdout
+
+
+def test_cli_threads_auto_is_the_default_and_said_once(tmp_path, capsys, monkeypatch):
+    """--threads auto (the default) sets torch's count to the usable cores not busy elsewhere and says
+    so once on stderr; each epoch records its count; --threads N fixes it; bad values: one line."""
+    from infomorph_kernels import threads as T
+
+    monkeypatch.setattr(T, "usable_cpus", lambda: 2)
+    monkeypatch.setattr(T, "busy_elsewhere", lambda *a, **k: 1.0)
+    args = ARGS[:-2]
+    assert ARGS[-2:] == ["--threads", "1"]
+    try:
+        assert main(args + ["--epochs", "2", "--out", str(tmp_path / "a")]) == 0
+        err = capsys.readouterr().err
+        assert err.count("threads auto: 1 of 2 usable cores (1 busy with other processes)") == 1, err
+        hist = json.loads((tmp_path / "a" / "results.json").read_text())["history"]
+        assert [h["threads"] for h in hist] == [1, 1]
+        assert main(args + ["--epochs", "1", "--threads", "2", "--out", str(tmp_path / "b")]) == 0
+        assert "threads auto" not in capsys.readouterr().err
+        assert json.loads((tmp_path / "b" / "results.json").read_text())["history"][0]["threads"] == 2
+    finally:
+        T.manage_torch(False)
+    for bad in ("0", "all", "-2"):
+        with pytest.raises(SystemExit) as e:
+            main(["train", "--dataset", "synthetic", "--threads", bad, "--out", str(tmp_path / "c")])
+        assert e.value.code == 2
+        err = capsys.readouterr().err
+        assert "--threads" in err and "takes auto or an int >= 1" in err and len(err.strip().splitlines()) == 1

@@ -20,3 +20,33 @@ def engine():
             raise ImportError("infomorph_kernels has no pid_goal: the engine in this checkout is incomplete")
         _ENGINE = ik
     return _ENGINE
+
+
+def usable_cpus() -> int:
+    """The cores this process may use (affinity mask, cgroup quota)."""
+    return engine().threads.usable_cpus()
+
+
+def set_threads(threads) -> None:
+    """A command's ``--threads``: N fixes torch's (and so the engine's) thread count; None (auto)
+    takes the usable cores that other processes do not keep busy and lets :func:`retune_threads`
+    follow the machine's load; the choice is said once on stderr."""
+    import sys
+
+    import torch
+
+    t = engine().threads
+    if threads is not None:
+        t.manage_torch(False)  # a fixed count stays fixed (an earlier auto in this process is undone)
+        torch.set_num_threads(threads)
+        return
+    n = t.manage_torch(True)
+    print(t.describe(n, t.managed().why), file=sys.stderr)
+
+
+def retune_threads():
+    """Under ``--threads auto``: torch's thread count follows the machine's load (a look at most once
+    a second; nothing otherwise)."""
+    if _ENGINE is None:
+        return None
+    return _ENGINE.threads.retune()

@@ -9,12 +9,11 @@ import signal
 import sys
 from typing import List, Optional
 
-import torch
-
 from ._malloc import keep_freed_memory
 from .data import DataNotFoundError
 from .errors import TrainingInterrupted, UserError
-from .options import Parser, add_model_options, add_shared_options, config_from_args, positive
+from ._engine import set_threads
+from .options import Parser, add_model_options, add_shared_options, config_from_args, positive, threads_option
 from .search import add_search_parsers
 from .train import train
 
@@ -45,14 +44,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seeds: 0-2; base: {train options}; runs: {name: {train options, model: band name}}")
     w.add_argument("--out", required=True, help="output directory (one folder per configuration)")
     w.add_argument("--jobs", type=positive, default=1, help="runs at a time (cores are split among them)")
-    w.add_argument("--threads", type=positive, default=None,
+    w.add_argument("--threads", type=threads_option, default=None, metavar="auto|N",
                    help="torch threads per run (default: the cores split among the jobs)")
     add_shared_options(w)
     i = sub.add_parser("inspect", help="mean local atoms per label of every layer of a trained run (JSON + heatmaps)")
     i.add_argument("run_dir", metavar="RUN_DIR", help="a directory written by train --out")
     i.add_argument("--split", default="test", choices=("test", "val"))
     i.add_argument("--data-dir", default=None, help="where the data files are (default: the run's)")
-    i.add_argument("--threads", type=positive, default=None, help="torch CPU threads")
+    i.add_argument("--threads", type=threads_option, default=None, metavar="auto|N",
+                   help="CPU threads: auto (default: the usable cores not busy elsewhere) or N")
     i.add_argument("--no-plots", action="store_true", help="JSON only")
     i.add_argument("--complexity", action="store_true",
                    help="degree-of-synergy profile and representational complexity about the label, per layer "
@@ -125,8 +125,7 @@ def _run(args, argv: List[str]) -> int:
     if args.command == "inspect":
         from .inspect import inspect_run
 
-        if args.threads is not None:
-            torch.set_num_threads(args.threads)
+        set_threads(args.threads)
         if args.complexity:
             from .inspect import complexity_run
 
@@ -150,8 +149,7 @@ def _run(args, argv: List[str]) -> int:
             raise UserError("--hidden-lr/--output-lr set the infomorphic layers' rates; --backprop trains with its own (1e-3)")
         cfg = config_from_args(args, goal=args.goal, seed=args.seed, backprop=args.backprop,
                                backprop_loss=args.backprop_loss, keep_checkpoints=keep)
-        if args.threads is not None:
-            torch.set_num_threads(args.threads)
+        set_threads(args.threads)
         out = args.resume or args.out
         resume = args.resume is not None and not args.restart
         res = train(cfg, out, resume=resume, show_progress=not args.no_progress)

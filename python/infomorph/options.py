@@ -51,6 +51,12 @@ def positive(s: str) -> int:
     return _int_at_least(s, 1, "an int >= 1")
 
 
+def threads_option(text: str) -> Optional[int]:
+    """``--threads auto|N``: None for auto (the usable cores not busy elsewhere, looked at again
+    while it runs: infomorph_kernels.threads), else N >= 1 (fixed; bit-repeatable runs)."""
+    return None if text == "auto" else _int_at_least(text, 1, "auto or an int >= 1")
+
+
 def _learning_rate(text: str) -> float:
     try:
         v = float(text)
@@ -91,7 +97,9 @@ def add_model_options(t: argparse.ArgumentParser, epochs_help: str = "epochs (de
     t.add_argument("--output-lr", type=_learning_rate, default=None, metavar="LR",
                    help=f"Adam learning rate of the output layer (default {DEFAULT_OUTPUT_OPTIM['lr']}, the paper's)")
     t.add_argument("--eval-context", default="zero", choices=("zero", "bias"))
-    t.add_argument("--threads", type=positive, default=None, help="torch CPU threads (default: torch's choice)")
+    t.add_argument("--threads", type=threads_option, default=None, metavar="auto|N",
+                   help="CPU threads: auto (default) takes the usable cores that other processes do not keep busy, "
+                        "looked at again while it runs; N fixes the count (bit-repeatable runs)")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 

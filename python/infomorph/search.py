@@ -34,10 +34,11 @@ import sys
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
+from ._engine import set_threads, usable_cpus
 from .errors import TrainingInterrupted, UserError
 from .goal_runs import GoalRuns, best_val as _best_val, load_data, train_goal
 from .goals import gamma_names, readable_name
-from .options import add_model_options, config_from_args, positive
+from .options import add_model_options, config_from_args, positive, threads_option
 from .study import (FORMS, N_SOURCES, PRUNE_FACTOR, PRUNERS, SAMPLERS, SearchSettings, _hidden_password, _optuna,
                     _sampler, enqueue_goals, goal_of, open_storage, open_study, original_number,
                     Heartbeat, parse_space, portable, resolve_storage, study_hours, study_lock, trial_seed)
@@ -104,7 +105,8 @@ def add_search_parsers(sub) -> None:
     a.add_argument("--no-ablation", action="store_true", help="importances and history only")
     a.add_argument("--epochs", type=positive, default=None, help="epochs per ablation run (default: the study's)")
     a.add_argument("--jobs", type=positive, default=1, help="ablation runs at a time (cores split among them)")
-    a.add_argument("--threads", type=positive, default=None, help="torch CPU threads in total")
+    a.add_argument("--threads", type=threads_option, default=None, metavar="auto|N",
+                   help="CPU threads in total (default auto: the usable cores not busy elsewhere)")
 
 
 def run_command(args, argv: Sequence[str]) -> int:
@@ -378,9 +380,9 @@ def run_search(settings: SearchSettings, argv: Sequence[str], jobs: int = 1, thr
     _write_meta(settings)
     bar = _TrialBar(settings.trials, enabled=show_progress)
     bar.update(study)
-    total_threads = threads or (os.cpu_count() or 1)
+    total_threads = threads or usable_cpus()
     if jobs == 1:
-        _set_threads(total_threads)
+        set_threads(threads)  # None: auto, the usable cores not busy elsewhere
         run_worker(settings, 0, on_trial=bar.update, log=log)
     else:
         per = max(1, total_threads // jobs)
@@ -724,7 +726,7 @@ def analyze(search_dir: str, seeds: int = 3, epochs: Optional[int] = None, jobs:
         log("analyze: fewer than two complete trials, no importances")
     if seeds > 0:
         result["ablation"] = ablation(settings, summary["best_goal"], seeds, epochs or int(settings.train["epochs"]),
-                                      jobs, threads or (os.cpu_count() or 1), search_dir, log)
+                                      jobs, threads or usable_cpus(), search_dir, log)
     with open(os.path.join(search_dir, "importance.json"), "w") as fh:
         json.dump(result, fh, indent=1)
     written = ["importance.json"] + _plots(study, result, search_dir)

@@ -28,6 +28,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from ._engine import usable_cpus
 from ._plots import pyplot, save
 from .errors import TrainingInterrupted, UserError
 
@@ -108,7 +109,7 @@ class _Runner:
             raise UserError(f"--threads takes an int >= 1, got {threads}")
         self.jobs, self.log = jobs, log
         # each run's torch threads: the cores split among the jobs unless given (two sweeps side by side)
-        self.threads = threads or max(1, (os.cpu_count() or 1) // jobs)
+        self.threads = threads or max(1, usable_cpus() // jobs)
         self.env = dict(os.environ)
         pkg_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         self.env["PYTHONPATH"] = os.pathsep.join([pkg_root, self.env.get("PYTHONPATH", "")])

@@ -24,6 +24,7 @@ from typing import Callable, Dict, List, Optional
 import torch
 import torch.nn.functional as F
 
+from ._engine import retune_threads
 from ._plots import pyplot, save
 from ._progress import progress
 from .data import Splits, load_dataset
@@ -291,6 +292,7 @@ def _train_locked(cfg: TrainConfig, out_dir: str, resume: bool, log: Callable[[s
             batches = _batches(n_train, cfg.batch_size, perm.to(device))
             bar = progress(batches[first:], n_batches - first, f"epoch {epoch}/{cfg.epochs}", enabled=show_progress)
             for b, idx in enumerate(bar, start=first):
+                retune_threads()  # --threads auto: the cores not busy elsewhere (a look at most once a second)
                 if interrupt.requested:
                     _atomic_save(dict(_checkpoint(cfg, model, opt, history, device, wall_before + time.perf_counter() - t_start),
                                       partial={"epoch": epoch, "next_batch": b, "goal_sum": goal_sum.cpu(),
@@ -343,6 +345,7 @@ def _train_locked(cfg: TrainConfig, out_dir: str, resume: bool, log: Callable[[s
                 "loss": float(loss_sum) / n_batches,
                 "seconds": seconds,
                 "train_seconds": train_seconds,
+                "threads": torch.get_num_threads(),
             }
             if infomorphic:
                 entry["goal"] = {nm: float(g) / n_batches for nm, g in zip(names, goal_sum.cpu().tolist())}
