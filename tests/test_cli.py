@@ -92,7 +92,8 @@ def test_python_dash_m_help():
 
 def test_cli_threads_auto_is_the_default_and_said_once(tmp_path, capsys, monkeypatch):
     """--threads auto (the default) sets torch's count to the usable cores not busy elsewhere and says
-    so once on stderr; each epoch records its count; --threads N fixes it; bad values: one line."""
+    so once with the training log; each epoch records its count; --threads N fixes it; bad values:
+    one line."""
     from infomorph_kernels import threads as T
 
     monkeypatch.setattr(T, "usable_cpus", lambda: 2)
@@ -101,12 +102,13 @@ def test_cli_threads_auto_is_the_default_and_said_once(tmp_path, capsys, monkeyp
     assert ARGS[-2:] == ["--threads", "1"]
     try:
         assert main(args + ["--epochs", "2", "--out", str(tmp_path / "a")]) == 0
-        err = capsys.readouterr().err
-        assert err.count("threads auto: 1 of 2 usable cores (1 busy with other processes)") == 1, err
+        said = capsys.readouterr()
+        assert said.out.count("threads auto: 1 of 2 usable cores (1 busy with other processes)") == 1, said.out
+        assert "threads auto" not in said.err
         hist = json.loads((tmp_path / "a" / "results.json").read_text())["history"]
         assert [h["threads"] for h in hist] == [1, 1]
         assert main(args + ["--epochs", "1", "--threads", "2", "--out", str(tmp_path / "b")]) == 0
-        assert "threads auto" not in capsys.readouterr().err
+        assert "threads auto" not in capsys.readouterr().out
         assert json.loads((tmp_path / "b" / "results.json").read_text())["history"][0]["threads"] == 2
     finally:
         T.manage_torch(False)

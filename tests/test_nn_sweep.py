@@ -87,8 +87,8 @@ def test_experiment_file_and_bad_input(tmp_path):
     exp = tmp_path / "exp.json"
     exp.write_text(json.dumps({"seeds": "0", "base": {"dataset": "synthetic", "batch_size": 64, "limit_train": 200,
                                                      "limit_test": 60, "epochs": 1},
-                               "runs": {"small": {"hidden": 4, "model": "infomorphic"},
-                                        "large": {"hidden": 12, "model": "infomorphic"},
+                               "runs": {"small": {"hidden": 4, "band": "infomorphic"},
+                                        "large": {"hidden": 12, "band": "infomorphic", "model": "infomorphic"},
                                         "bp": {"hidden": 4, "backprop": True}}}))
     out = tmp_path / "exp"
     res = cli("sweep", str(exp), "--out", str(out), "--jobs", "2")
@@ -97,7 +97,11 @@ def test_experiment_file_and_bad_input(tmp_path):
     assert all(f"| {n} | 1 |" in table for n in ("small", "large", "bp"))
     assert (out / "accuracy_vs_hidden.png").is_file()
     assert json.loads((out / "large" / "seed-0" / "results.json").read_text())["config"]["hidden"] == [12]
-    for args, words in ((["sweep", str(tmp_path / "none.yaml"), "--out", str(out)], "does not exist"),
+    assert json.loads((out / "sweep.json").read_text())["runs"]["large"]["band"] == "infomorphic"
+    old = tmp_path / "old.json"  # a file from before the model option: 'model' as a band label
+    old.write_text(json.dumps({"runs": {"a": {"model": "Setup 1", "hidden": 4}}}))
+    for args, words in ((["sweep", str(old), "--out", str(out)], "model 'Setup 1' is not a model (infomorphic, backprop, corinfomax); a plot band's label is 'band:'"),
+                        (["sweep", str(tmp_path / "none.yaml"), "--out", str(out)], "does not exist"),
                         (["train", *TINY, "--seeds", "x", "--out", str(out)], "--seeds"),
                         (["train", *TINY, "--seeds", "0-1"], "--seeds goes with --out")):
         r = cli(*args)

@@ -30,9 +30,7 @@ def usable_cpus() -> int:
 def set_threads(threads) -> None:
     """A command's ``--threads``: N fixes torch's (and so the engine's) thread count; None (auto)
     takes the usable cores that other processes do not keep busy and lets :func:`retune_threads`
-    follow the machine's load; the choice is said once on stderr."""
-    import sys
-
+    follow the machine's load (:func:`threads_note` says the choice)."""
     import torch
 
     t = engine().threads
@@ -40,8 +38,17 @@ def set_threads(threads) -> None:
         t.manage_torch(False)  # a fixed count stays fixed (an earlier auto in this process is undone)
         torch.set_num_threads(threads)
         return
-    n = t.manage_torch(True)
-    print(t.describe(n, t.managed().why), file=sys.stderr)
+    t.manage_torch(True)
+
+
+def threads_note():
+    """The auto choice in words ("threads auto: 1 of 2 usable cores (1 busy with other
+    processes)"), or None when the count is fixed."""
+    if _ENGINE is None or _ENGINE.threads.managed() is None:
+        return None
+    import torch
+
+    return _ENGINE.threads.describe(torch.get_num_threads(), _ENGINE.threads.managed().why)
 
 
 def retune_threads():

@@ -41,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_search_parsers(sub)
     w = sub.add_parser("sweep", help="several configurations x seeds from a YAML file: one table and plots")
     w.add_argument("experiment", metavar="EXPERIMENT.yaml",
-                   help="seeds: 0-2; base: {train options}; runs: {name: {train options, model: band name}}")
+                   help="seeds: 0-2; base: {train options}; runs: {name: {train options, band: plot band label}}")
     w.add_argument("--out", required=True, help="output directory (one folder per configuration)")
     w.add_argument("--jobs", type=positive, default=1, help="runs at a time (cores are split among them)")
     w.add_argument("--threads", type=threads_option, default=None, metavar="auto|N",
@@ -143,10 +143,14 @@ def _run(args, argv: List[str]) -> int:
         from .sweep import parse_seeds
 
         keep = parse_seeds(args.keep_checkpoints, "--keep-checkpoints") if args.keep_checkpoints else []
-        if args.backprop_loss != "logits" and not args.backprop:
+        backprop = args.backprop or args.model == "backprop"
+        if args.backprop_loss != "logits" and not backprop:
             raise UserError("--backprop-loss goes with --backprop (the infomorphic layers learn from their goals)")
-        if args.backprop and (args.hidden_lr is not None or args.output_lr is not None):
+        if backprop and (args.hidden_lr is not None or args.output_lr is not None):
             raise UserError("--hidden-lr/--output-lr set the infomorphic layers' rates; --backprop trains with its own (1e-3)")
+        if args.model == "corinfomax" and (args.hidden_lr is not None or args.output_lr is not None):
+            raise UserError("--hidden-lr/--output-lr set the infomorphic layers' rates; --model corinfomax has its own "
+                            "rule and rates (corinfomax.DEFAULTS)")
         cfg = config_from_args(args, goal=args.goal, seed=args.seed, backprop=args.backprop,
                                backprop_loss=args.backprop_loss, keep_checkpoints=keep)
         set_threads(args.threads)

@@ -223,11 +223,14 @@ def load_dataset(
     seed: int = 0,
     limit_train: Optional[int] = None,
     limit_test: Optional[int] = None,
+    standardize: bool = True,
 ) -> Splits:
     """Load, standardize and split a data set.
 
     ``limit_train`` keeps a seeded random subset of N training samples (before the validation
     split, which then takes its 20 % of those); ``limit_test`` the first N test samples.
+    ``standardize=False``: pixels in [0, 1] as value / 255 instead (torchvision's ``ToTensor``, what
+    CorInfoMax was trained on; MNIST's pickle holds value / 256 and is rescaled).
     """
     stats: list = []
     if name == "mnist":
@@ -241,6 +244,8 @@ def load_dataset(
         raise ValueError(f"unknown dataset {name!r}; choose one of {DATASETS}")
     n_classes = int(max(y_tr.max(), y_te.max())) + 1
     mean, std = stats[0]
+    if not standardize:  # value / 255 for every data set (MNIST's pickle holds value / 256)
+        mean, std = 0.0, (255.0 / 256.0 if name == "mnist" else 1.0)
     # in place on the freshly decoded arrays (torch's kernels: the same float32 values as numpy's
     # (x - mean) / std, 40x faster on 2 cores)
     x_tr = torch.from_numpy(np.ascontiguousarray(x_tr, dtype=np.float32)).sub_(mean).div_(std)

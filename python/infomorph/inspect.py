@@ -27,7 +27,7 @@ from .data import load_dataset
 from .errors import UserError
 from ._plots import pyplot, save
 from .goals import gamma_names, readable_name
-from .train import CHECKPOINT, TrainConfig, _load_checkpoint, _views, build_from_config, layer_names
+from .train import CHECKPOINT, TrainConfig, _load_checkpoint, _views, build_from_config, layer_names, standardized
 
 OUTPUT = "local_atoms.json"
 
@@ -41,10 +41,11 @@ def load_run(run_dir: str, split: str = "test", data_dir: Optional[str] = None, 
         raise UserError(f"inspect: {run_dir!r} is not a run directory (one that python -m infomorph train --out wrote)")
     state = _load_checkpoint(os.path.join(run_dir, CHECKPOINT), run_dir)
     cfg = TrainConfig.from_dict(state["config"])
-    if cfg.backprop and not backprop_ok:
-        raise UserError(f"inspect: {run_dir!r} is a backprop run; local atoms are of infomorphic layers")
+    if cfg.model != "infomorphic" and not backprop_ok:
+        raise UserError(f"inspect: {run_dir!r} is a {cfg.model} run; local atoms are of infomorphic layers "
+                        f"(inspect --complexity takes any model)")
     data = load_dataset(cfg.dataset, data_dir or cfg.data_dir, cfg.val_fraction, cfg.seed, cfg.limit_train,
-                        cfg.limit_test)
+                        cfg.limit_test, standardize=standardized(cfg))
     x_all, y_all = (data.x_test, data.y_test) if split == "test" else (data.x_val, data.y_val)
     if x_all.shape[0] == 0:
         raise UserError(f"inspect: the {split} split of this run is empty")
@@ -137,9 +138,12 @@ COMPLEXITY = "complexity.json"
 @torch.no_grad()
 def layer_activations(model, x: torch.Tensor) -> List[torch.Tensor]:
     """Firing probabilities ``[batch, N]`` of every layer (hidden..., output) in evaluation mode
-    (no label context), for infomorphic and backprop networks alike."""
+    (no label context), for infomorphic and backprop networks alike; a model of its own kind
+    (CorInfoMax) gives its activities in [0, 1] (``activations``)."""
     from .models import BackpropNet
 
+    if hasattr(model, "activations"):
+        return model.activations(x)
     if isinstance(model, BackpropNet):
         thetas, logits = model.passes_and_logits(x, None)
         return thetas + [torch.sigmoid(logits)]
@@ -191,7 +195,7 @@ def complexity_run(run_dir: str, split: str = "test", data_dir: Optional[str] = 
         stages.append((final_epoch, state["model"]))
     names = layer_names(model)
     result = {"run": os.path.abspath(run_dir), "split": split, "group_size": group_size, "groups": groups,
-              "levels": levels, "backprop": bool(cfg.backprop), "epochs": [], "layers": {n: [] for n in names}}
+              "levels": levels, "backprop": bool(cfg.backprop), "model": cfg.model, "epochs": [], "layers": {n: [] for n in names}}
     gen_state = torch.get_rng_state()
     try:
         for epoch, weights in stages:
@@ -245,7 +249,7 @@ def plot_complexity(result: Dict, path: str) -> Optional[str]:
     axes[0].legend(fontsize=8)
     axes[1].set_xlabel("epoch")
     axes[1].set_ylabel("representational complexity")
-    axes[1].set_title(f"groups of {n}, {result['levels']} levels, {'backprop' if result['backprop'] else 'infomorphic'}")
+    axes[1].set_title(f"groups of {n}, {result['levels']} levels, {result.get('model') or ('backprop' if result['backprop'] else 'infomorphic')}")
     axes[1].grid(alpha=0.3)
     axes[1].legend(fontsize=8)
     return save(fig, path)

@@ -78,7 +78,11 @@ def add_model_options(t: argparse.ArgumentParser, epochs_help: str = "epochs (de
     t.add_argument("--epochs", type=positive, default=None, help=epochs_help)
     t.add_argument("--backend", default="auto", help="engine backend: auto, reference, cpu, cuda, triton")
     t.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
-    t.add_argument("--batch-size", type=positive, default=1024)
+    t.add_argument("--batch-size", type=positive, default=None,
+                   help="samples per batch (default 1024; CorInfoMax: 20, the authors')")
+    t.add_argument("--model", default="infomorphic", metavar="KIND",
+                   help="infomorphic (default), backprop (the baseline, as --backprop) or corinfomax (Bozkurt et "
+                        "al. 2023: its own local rule and settings; --hidden sets its layers, default epochs 50)")
     t.add_argument("--limit-train", type=int, default=None, metavar="N", help="use only N training samples")
     t.add_argument("--limit-test", type=positive, default=None, metavar="N", help="use only the first N test samples")
     t.add_argument("--data-dir", default=None, help="where the data files are (default: the installed packages)")
@@ -107,9 +111,10 @@ def config_from_args(args, **overrides) -> TrainConfig:
     """The TrainConfig of parsed model options (``overrides`` set the rest: goal, seed, ...)."""
     if args.limit_train is not None and args.limit_train < 2:
         raise UserError(f"--limit-train takes an int >= 2, got {args.limit_train}")
+    batch = args.batch_size or (20 if args.model == "corinfomax" else 1024)
     kw = dict(
-        dataset=args.dataset, setup=args.setup, hidden=args.hidden, output_goal=args.output_goal,
-        epochs=args.epochs, batch_size=args.batch_size, backend=args.backend, device=args.device,
+        dataset=args.dataset, setup=args.setup, hidden=args.hidden, output_goal=args.output_goal, model=args.model,
+        epochs=args.epochs, batch_size=batch, backend=args.backend, device=args.device,
         limit_train=args.limit_train, limit_test=args.limit_test, data_dir=args.data_dir, lateral_k=args.lateral_k,
         activation=args.activation, passes=args.passes, bins=args.bins, eval_context=args.eval_context,
         hidden_sources=args.hidden_sources, context=args.context,

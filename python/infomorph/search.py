@@ -191,7 +191,10 @@ def settings_from_args(args) -> SearchSettings:
     if args.form == "direction" and len(space) < 2:
         raise UserError("--form direction needs at least two searched atoms")
     cfg = config_from_args(args, epochs=epochs)
-    train = {k: v for k, v in cfg.__dict__.items() if k not in ("goal", "seed", "hidden_gamma", "output_gamma")}
+    if cfg.model != "infomorphic":
+        raise UserError(f"--model: the search looks for goals of infomorphic networks, got --model {cfg.model}")
+    # the model kind is not part of a study's settings (always infomorphic; studies from before it resume)
+    train = {k: v for k, v in cfg.__dict__.items() if k not in ("goal", "seed", "hidden_gamma", "output_gamma", "model")}
     out = os.path.abspath(args.out)
     storage = resolve_storage(args.storage, os.getcwd()) if args.storage else f"sqlite:///{os.path.join(out, 'study.db')}"
     startup = args.startup_trials or min(100, max(10, args.trials // 5))

@@ -5,8 +5,8 @@
 (mean, median, min, max, std of the final test and the best validation accuracy, seconds per run)
 and ``DIR/accuracy.png`` (test accuracy over epochs: mean line, min-max band).
 ``python -m infomorph sweep EXPERIMENT.yaml --out DIR`` does that for several configurations side
-by side (one table, and accuracy against hidden size with one band per model when the
-configurations differ in size). Running the same command again resumes: finished seeds are kept,
+by side (one table, and accuracy against hidden size with one band per ``band:`` label of the
+runs when the configurations differ in size; ``model:`` is the train option, e.g. corinfomax). Running the same command again resumes: finished seeds are kept,
 an interrupted one continues from its checkpoint (train --resume). Ctrl-C or SIGTERM stops the
 sweep cleanly: the running trainings are asked to stop (each saves its checkpoint at the next batch
 boundary), no further run starts, and the command exits 130 saying how to resume.
@@ -336,27 +336,35 @@ def _options(mapping: Dict) -> List[str]:
 
 
 def plan_experiment(path: str) -> Tuple[List[int], List[Tuple[str, List[str], str, object]]]:
-    """An experiment file -> (seeds, [(name, train args, model band, hidden) per configuration]):
+    """An experiment file -> (seeds, [(name, train args, band, hidden) per configuration]):
 
-    ``seeds: 0-2``, ``base: {dataset: mnist, epochs: 100}``, ``runs: {name: {train options}}``."""
+    ``seeds: 0-2``, ``base: {dataset: mnist, epochs: 100}``, ``runs: {name: {train options}}``. A
+    run's ``band`` names its band in the plots (default: its name); ``model`` is the train option
+    (infomorphic, backprop, corinfomax), as every other key."""
     spec = read_spec_file(path, "sweep", "the experiment file")
     if not isinstance(spec, dict) or not isinstance(spec.get("runs"), dict) or not spec["runs"]:
         raise UserError(f"sweep: {path} needs a 'runs' mapping of name -> train options (and optional seeds, base)")
     seeds = parse_seeds(str(spec.get("seeds", "0")))
     base = spec.get("base") or {}
+    from .train import MODELS
+
     plan = []
     for name, opts in spec["runs"].items():
         opts = dict(opts or {})
-        model = opts.pop("model", name)
+        band = str(opts.pop("band", name))
+        for where in (opts, base):
+            if "model" in where and where["model"] not in MODELS:
+                raise UserError(f"sweep: {path}: run {name}: model {where['model']!r} is not a model ({', '.join(MODELS)}); "
+                                f"a plot band's label is 'band:' (files before the model option used 'model:')")
         args = strip_own_options(_options(base) + _options(opts))
-        plan.append((str(name), args, model, opts.get("hidden", base.get("hidden", 100))))
+        plan.append((str(name), args, band, opts.get("hidden", base.get("hidden", 100))))
     return seeds, plan
 
 
 def run_experiment(path: str, out_dir: str, jobs: int = 1, log=print, threads: Optional[int] = None) -> Dict:
     """Several configurations x seeds from a YAML (or JSON) file (:func:`plan_experiment`).
     Writes DIR/<name>/ per configuration, DIR/sweep.json, DIR/sweep.md and DIR/accuracy.png (and
-    DIR/accuracy_vs_hidden.png when the configurations differ in hidden size: a ``model`` key
+    DIR/accuracy_vs_hidden.png when the configurations differ in hidden size: a ``band`` key
     groups them into one band each)."""
     seeds, plan = plan_experiment(path)
     runner = _Runner(jobs, log, threads)
@@ -379,9 +387,9 @@ def run_experiment(path: str, out_dir: str, jobs: int = 1, log=print, threads: O
 
 def write_experiment(out_dir: str, path: str, seeds: Sequence[int], plan, results: Dict[str, Dict]) -> None:
     """DIR/sweep.json, sweep.md and the plots of an experiment's summaries (one per configuration)."""
-    for name, _, model, hidden in plan:
+    for name, _, band, hidden in plan:
         if name in results:
-            results[name]["model"] = model
+            results[name]["band"] = band
             results[name]["hidden"] = hidden
     os.makedirs(out_dir, exist_ok=True)
     with open(os.path.join(out_dir, "sweep.json"), "w") as fh:
@@ -404,7 +412,7 @@ def _plot_vs_hidden(results: Dict[str, Dict], path: str) -> Optional[str]:
         h = s["hidden"]
         h = h[0] if isinstance(h, (list, tuple)) else int(str(h).split(",")[0])
         if s["test_accuracy"]:
-            by_model.setdefault(s["model"], []).append((h, s["test_accuracy"]))
+            by_model.setdefault(s.get("band", s.get("model")), []).append((h, s["test_accuracy"]))
     fig, ax = plt.subplots(figsize=(6, 4))
     for model, pts in by_model.items():
         pts.sort()

@@ -24,7 +24,7 @@ from typing import Callable, Dict, List, Optional
 import torch
 import torch.nn.functional as F
 
-from ._engine import retune_threads
+from ._engine import retune_threads, threads_note
 from ._plots import pyplot, save
 from ._progress import progress
 from .data import Splits, load_dataset
@@ -49,7 +49,8 @@ class TrainConfig:
     epochs: Optional[int] = 100
     seed: int = 0
     batch_size: int = 1024
-    backprop: bool = False
+    model: str = "infomorphic"  # infomorphic, backprop (the baseline) or corinfomax (corinfomax.py)
+    backprop: bool = False  # model == "backprop" (kept: configs and checkpoints of earlier versions)
     backprop_loss: str = "logits"  # cross-entropy of the logits, or of s(F) as the published baseline
     backend: str = "auto"
     device: str = "cpu"
@@ -80,7 +81,19 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: Dict) -> "TrainConfig":
         names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
+        return cls(**{k: v for k, v in d.items() if k in names})  # backprop: true -> model backprop
+
+    def __post_init__(self):
+        if self.model not in MODELS:
+            raise UserError(f"--model: unknown model {self.model!r}; choose one of {', '.join(MODELS)}")
+        if self.backprop and self.model not in ("infomorphic", "backprop"):
+            raise UserError(f"--backprop is the backprop model; it does not go with --model {self.model}")
+        if self.backprop:
+            self.model = "backprop"
+        self.backprop = self.model == "backprop"
+
+
+MODELS = ("infomorphic", "backprop", "corinfomax")
 
 
 def _n_batches(n: int, batch_size: int) -> int:
@@ -104,9 +117,11 @@ def _views(batch_size: int, *tensors: torch.Tensor):
 
 @torch.no_grad()
 def evaluate(model, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024) -> float:
-    """Accuracy without context, batch by batch (the inversion rule uses each batch's mean)."""
+    """Accuracy without context, batch by batch (the inversion rule uses each batch's mean; a model
+    whose predictions do not depend on the batch names its own ``eval_batch_size``)."""
     if x.shape[0] == 0:
         return float("nan")
+    batch_size = getattr(model, "eval_batch_size", None) or batch_size
     correct = 0
     for xb, yb in _views(batch_size, x, y):
         correct += int((model.predict(xb) == yb).sum())
@@ -115,6 +130,10 @@ def evaluate(model, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024) ->
 
 def build_from_config(cfg: TrainConfig, in_features: int, n_classes: int):
     """The model a config describes (goals from the resolved vectors)."""
+    if cfg.model == "corinfomax":
+        from .corinfomax import CorInfoMaxNet
+
+        return CorInfoMaxNet(in_features, cfg.hidden, n_classes)
     if cfg.backprop:
         return build_model(cfg.setup, cfg.hidden, in_features, n_classes, backprop=True, lateral_k=cfg.lateral_k,
                            activation=cfg.activation, passes=cfg.passes, mask_seed=cfg.seed,
@@ -129,6 +148,8 @@ def build_from_config(cfg: TrainConfig, in_features: int, n_classes: int):
 
 
 def make_optimizer(model, cfg: TrainConfig):
+    if getattr(model, "own_update", False):
+        return None  # its own update rule (CorInfoMax)
     if isinstance(model, BackpropNet):
         groups = model.optimizer_groups({"lr": cfg.backprop_lr})
     else:
@@ -139,6 +160,15 @@ def make_optimizer(model, cfg: TrainConfig):
     # fused: one kernel per parameter (about 3.5x the for-loop step at 100 hidden neurons on the CPU),
     # without torch.optim's import of torch._dynamo (~1.5 s of every run's start: optim.py)
     return adam(groups)
+
+
+def is_infomorphic(model) -> bool:
+    return not isinstance(model, BackpropNet) and not getattr(model, "own_update", False)
+
+
+def standardized(cfg: TrainConfig) -> bool:
+    """Whether the run's images are standardized (all but CorInfoMax, trained on pixels in [0, 1])."""
+    return cfg.model != "corinfomax"
 
 
 def layer_names(model) -> List[str]:
@@ -222,8 +252,8 @@ def _train_locked(cfg: TrainConfig, out_dir: str, resume: bool, log: Callable[[s
         cfg = saved
     else:
         if cfg.epochs is None:
-            cfg.epochs = 100
-        if not cfg.backprop:
+            cfg.epochs = 50 if cfg.model == "corinfomax" else 100  # CorInfoMax: the authors' 50
+        if cfg.model == "infomorphic":
             goal = cfg.goal
             if cfg.hidden_sources != "FCL" and goal == "optimized":  # the bivariate layers' own optimized goal
                 goal = f"optimized-{cfg.hidden_sources.lower()}"
@@ -233,7 +263,8 @@ def _train_locked(cfg: TrainConfig, out_dir: str, resume: bool, log: Callable[[s
     device = torch.device(cfg.device)
     torch.manual_seed(cfg.seed)
     if data is None:
-        data = load_dataset(cfg.dataset, cfg.data_dir, cfg.val_fraction, cfg.seed, cfg.limit_train, cfg.limit_test)
+        data = load_dataset(cfg.dataset, cfg.data_dir, cfg.val_fraction, cfg.seed, cfg.limit_train, cfg.limit_test,
+                            standardize=standardized(cfg))
     data = data.to(device)
     try:
         model = build_from_config(cfg, data.in_features, data.n_classes).to(device)
@@ -246,7 +277,8 @@ def _train_locked(cfg: TrainConfig, out_dir: str, resume: bool, log: Callable[[s
     if state is not None:
         try:
             model.load_state_dict(state["model"])
-            opt.load_state_dict(state["optimizer"])
+            if opt is not None:
+                opt.load_state_dict(state["optimizer"])
         except (RuntimeError, KeyError, ValueError, TypeError) as e:
             raise UserError(_damaged(ckpt_path, out_dir, f"it does not fit the stored model: {str(e).splitlines()[0]}")) from None
         history = state["history"]
@@ -259,7 +291,8 @@ def _train_locked(cfg: TrainConfig, out_dir: str, resume: bool, log: Callable[[s
         for layer in model.layers:
             layer.validate = False  # no per-call synchronization; the epoch's loss is checked below
     names = layer_names(model)
-    infomorphic = not isinstance(model, BackpropNet)
+    infomorphic = is_infomorphic(model)
+    own_update = getattr(model, "own_update", False)
     n_train = data.x_train.shape[0]
     n_batches = _n_batches(n_train, cfg.batch_size)
     atom_names = [gamma_names(layer.n_sources) for layer in model.layers] if infomorphic else None
@@ -269,11 +302,16 @@ def _train_locked(cfg: TrainConfig, out_dir: str, resume: bool, log: Callable[[s
     if start_epoch > cfg.epochs:
         log(f"nothing to do: {len(history)} epochs done, --epochs {cfg.epochs}")
 
+    note = threads_note()
+    if note is not None and start_epoch <= cfg.epochs:
+        log(note)  # --threads auto: the choice, once (each epoch records its count)
     interrupt.install()
     try:
         for epoch in range(start_epoch, cfg.epochs + 1):
             t0 = time.perf_counter()
             model.train()
+            if own_update:
+                model.start_epoch(epoch)  # its learning-rate schedule
             perm = torch.randperm(n_train, generator=torch.Generator().manual_seed(cfg.seed * 100003 + epoch))
             # running sums stay on the device: no synchronization per batch
             goal_sum = torch.zeros(len(names), dtype=torch.float64, device=device)
@@ -306,17 +344,20 @@ def _train_locked(cfg: TrainConfig, out_dir: str, resume: bool, log: Callable[[s
                 # index_select, not x[idx]: torch's advanced indexing takes ~8x longer for these rows
                 x, y = torch.index_select(data.x_train, 0, idx), torch.index_select(data.y_train, 0, idx)
                 onehot = F.one_hot(y, data.n_classes).to(x.dtype)
-                if infomorphic:
-                    goals, atoms, out = model.goals(x, onehot)
-                    loss = model.loss(goals)
-                    theta = out.theta.detach()
+                if own_update:  # the model's own local update step (no gradients)
+                    loss, theta = model.train_step(x, onehot)
                 else:
-                    logits = model.logits(x, onehot)
-                    loss = model.loss_of_logits(logits, y)
-                    theta = torch.sigmoid(logits.detach())
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
+                    if infomorphic:
+                        goals, atoms, out = model.goals(x, onehot)
+                        loss = model.loss(goals)
+                        theta = out.theta.detach()
+                    else:
+                        logits = model.logits(x, onehot)
+                        loss = model.loss_of_logits(logits, y)
+                        theta = torch.sigmoid(logits.detach())
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
                 with torch.no_grad():
                     loss_sum += loss.detach()
                     # training accuracy of this very pass: the hidden layers saw the label context
@@ -416,7 +457,7 @@ def _checkpoint(cfg: TrainConfig, model, opt, history: List[Dict], device, wall:
     return {
         "config": dataclasses.asdict(cfg),
         "model": model.state_dict(),
-        "optimizer": opt.state_dict(),
+        "optimizer": opt.state_dict() if opt is not None else {},
         "history": history,
         "rng_cpu": torch.get_rng_state(),
         "rng_cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
@@ -502,7 +543,7 @@ def _results(cfg: TrainConfig, history: List[Dict], wall: float, model) -> Dict:
         "info": run_info(cfg),
         "history": history,
     }
-    if not isinstance(model, BackpropNet):
+    if is_infomorphic(model):
         res["info"]["engine_backend_used"] = sorted({l.last_backend for l in model.layers if l.last_backend})
         res["goals"] = {
             nm: dict(zip(gamma_names(layer.n_sources), layer.gamma.tolist()))
