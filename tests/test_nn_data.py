@@ -1,5 +1,6 @@
 """infomorph data: idx parsing, the MNIST pickle, splits, and clear errors for missing data."""
 import gzip
+import os
 import pickle
 
 import numpy as np
@@ -174,3 +175,91 @@ def test_cached_stats_are_numpys_and_old_caches_are_renewed(tmp_path, monkeypatc
     third: list = []
     D.load_mnist_raw(str(src), third)  # from the rewritten cache, stats included
     assert third == stats and len(calls) == 1
+
+
+# ---- CIFAR-10 from the user's own copy (a small archive in the exact format) --------------------
+def _cifar_batches(n=6, seed=0):
+    """Six pickled batches in the python archive's format: ``data`` uint8 [n, 3072], ``labels``."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for b in D.CIFAR10_BATCHES:
+        x = rng.integers(0, 256, (n, 3072), dtype=np.uint8)
+        y = [int(v) for v in rng.integers(0, 10, n)]
+        out[b] = (x, y, pickle.dumps({b"batch_label": b.encode(), b"labels": y, b"data": x,
+                                      b"filenames": [b"f%d.png" % i for i in range(n)]}, protocol=2))
+    return out
+
+
+def _cifar_archive(tmp_path, batches):
+    import io
+    import tarfile
+
+    path = tmp_path / D.CIFAR10_ARCHIVE
+    with tarfile.open(path, "w:gz") as tar:
+        for b, (_, _, raw) in batches.items():
+            info = tarfile.TarInfo(f"{D.CIFAR10_DIR}/{b}")
+            info.size = len(raw)
+            tar.addfile(info, io.BytesIO(raw))
+    return path
+
+
+def test_cifar10_from_archive_or_extracted_dir_decodes_splits_and_caches(tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("INFOMORPH_CACHE_DIR", str(cache))
+    batches = _cifar_batches()
+    arch = _cifar_archive(tmp_path, batches)
+    x_tr, y_tr, x_te, y_te = D.load_cifar10_raw(str(tmp_path))  # the folder holding the archive
+    want_x = np.concatenate([batches[b][0] for b in D.CIFAR10_BATCHES[:5]])
+    assert x_tr.shape == (30, 3072) and x_tr.dtype == np.float32
+    assert np.array_equal(x_tr, want_x.astype(np.float32) / np.float32(255))
+    assert y_tr.tolist() == sum((batches[b][1] for b in D.CIFAR10_BATCHES[:5]), [])
+    assert np.array_equal(x_te * np.float32(255), batches["test_batch"][0].astype(np.float32))
+    assert y_te.tolist() == batches["test_batch"][1]
+    assert len(list(cache.glob("cifar10-*.npz"))) == 1
+    # the next load reads the cache (nothing decoded) and gives the same arrays bit for bit
+    monkeypatch.setattr(D, "_cifar10_batch", lambda *a: (_ for _ in ()).throw(AssertionError("decoded again")))
+    again = D.load_cifar10_raw(str(arch))  # the archive named directly
+    assert all(np.array_equal(a, b) for a, b in zip(again, (x_tr, y_tr, x_te, y_te)))
+    monkeypatch.undo()
+    # the extracted folder, found through INFOMORPH_CIFAR10 (its parent) without a cache
+    monkeypatch.setenv("INFOMORPH_CACHE_DIR", "off")
+    ext = tmp_path / "ext" / D.CIFAR10_DIR
+    ext.mkdir(parents=True)
+    for b, (_, _, raw) in batches.items():
+        (ext / b).write_bytes(raw)
+    monkeypatch.setenv("INFOMORPH_CIFAR10", str(ext.parent))
+    plain = D.load_cifar10_raw(None)
+    assert all(np.array_equal(a, b) for a, b in zip(plain, (x_tr, y_tr, x_te, y_te)))
+    # load_dataset: standardized, 20 % held out for validation, 3072 features, 10 classes
+    s = D.load_dataset("cifar10", str(ext), seed=3)
+    assert s.in_features == 3072 and s.n_classes == 10 and len(s.x_val) == 6 and len(s.x_train) == 24
+    assert abs(float(torch.cat([s.x_train, s.x_val]).mean())) < 1e-5
+    raw = D.load_dataset("cifar10", str(ext), seed=3, standardize=False)
+    assert float(raw.x_test.max()) <= 1.0 and torch.equal(raw.y_val, s.y_val)
+
+
+def test_cifar10_missing_or_damaged_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.delenv("INFOMORPH_CIFAR10", raising=False)
+    with pytest.raises(D.DataNotFoundError) as e:
+        D.load_cifar10_raw(str(tmp_path / "nowhere"))
+    msg = str(e.value)
+    assert "nowhere" in msg and D.CIFAR10_ARCHIVE in msg and "--data-dir" in msg and "\n" not in msg
+    batches = _cifar_batches()
+    del batches["data_batch_3"]
+    _cifar_archive(tmp_path, batches)
+    monkeypatch.setenv("INFOMORPH_CACHE_DIR", "off")
+    with pytest.raises(D.DataNotFoundError, match="lacks data_batch_3"):
+        D.load_cifar10_raw(str(tmp_path))
+
+
+def test_cifar10_missing_through_the_cli(tmp_path):
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.join(root, "python"), root]),
+               INFOMORPH_CIFAR10=str(tmp_path / "empty"))
+    r = subprocess.run([sys.executable, "-m", "infomorph", "train", "--dataset", "cifar10", "--epochs", "1",
+                        "--out", str(tmp_path / "x")], capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "CIFAR-10 not found" in r.stderr and "empty" in r.stderr

@@ -25,7 +25,11 @@ def test_presets():
     assert resolve_goal("output", 2).tolist() == [-0.2, 0.1, 1.0, 0.1, 0.0]
     with pytest.raises(ValueError, match="for 3 sources"):
         resolve_goal("optimized", 2)
-    assert set(PRESETS) == {"heuristic", "optimized", "hierarchical", "optimized-fc", "optimized-fl", "output"}
+    assert set(PRESETS) == {"heuristic", "optimized", "optimized-cifar10", "hierarchical", "optimized-fc", "optimized-fl",
+                            "output"}
+    # CIFAR-10's (the published opt_1_100_CIFAR.yaml, rounded to 4 places as the others)
+    c = goal_as_dict(resolve_goal("optimized-cifar10", 3), 3)
+    assert c["{1}{2}{3}"] == 0.9838 and c["{12}{13}"] == -0.8475 and c["{123}"] == -0.2629 and c["H_res"] == 0.0
     # bivariate hidden layers: the heuristic is {1}{2} for two sources too; their optimized goals
     h2 = resolve_goal("heuristic", 2)
     assert goal_as_dict(h2, 2) == {"{1}{2}": 1.0, "{1}": 0.0, "{2}": 0.0, "{12}": 0.0, "H_res": 0.0}

@@ -5,6 +5,10 @@
   ``[N, 784]`` images in [0, 1] and int64 labels. train + valid (60k) form the training set.
 - ``fashion-mnist``: the idx files of the Debian package dataset-fashion-mnist
   (``apt-get install dataset-fashion-mnist``; /usr/share/datasets/fashion-mnist), ``.gz`` or not.
+- ``cifar10``: the standard python archive of CIFAR-10 that the user already has (no package ships
+  it): ``cifar-10-python.tar.gz`` or its extracted ``cifar-10-batches-py/``, in ``data_dir``
+  (``--data-dir``), ``$INFOMORPH_CIFAR10``, ``./data`` or ``~/data``; pickled batches with ``data``
+  uint8 ``[N, 3072]`` (red, green, blue planes of 32x32) and ``labels``; images as value / 255.
 - ``synthetic``: a small deterministic 10-class problem for tests and smoke runs.
 
 ``data_dir`` overrides where the files are looked for. Images are standardized with the mean and
@@ -23,7 +27,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-DATASETS = ("mnist", "fashion-mnist", "synthetic")
+DATASETS = ("mnist", "fashion-mnist", "cifar10", "synthetic")
 FASHION_DIR = "/usr/share/datasets/fashion-mnist"
 MNIST_FILE = "mnist.pkl.gz"
 
@@ -199,6 +203,89 @@ def load_fashion_raw(data_dir: Optional[str] = None, stats: Optional[list] = Non
     return _cached_pixels("fashion-mnist", files, decode, 255.0, stats)
 
 
+CIFAR10_ARCHIVE = "cifar-10-python.tar.gz"
+CIFAR10_DIR = "cifar-10-batches-py"
+CIFAR10_BATCHES = [f"data_batch_{k}" for k in range(1, 6)] + ["test_batch"]
+
+
+def _cifar10_places(data_dir: Optional[str]):
+    if data_dir is not None:
+        return [data_dir]
+    env = os.environ.get("INFOMORPH_CIFAR10")
+    if env:
+        return [env]
+    return [os.path.join(os.getcwd(), "data"), os.path.join(os.path.expanduser("~"), "data")]
+
+
+def _cifar10_source(data_dir: Optional[str]):
+    """("dir", DIR) holding the extracted batches, or ("tar", ARCHIVE); else DataNotFoundError naming
+    where it looked and what to put there."""
+    places = _cifar10_places(data_dir)
+    for place in places:
+        if os.path.isfile(place) and place.endswith((".tar.gz", ".tgz", ".tar")):
+            return "tar", place
+        for d in (place, os.path.join(place, CIFAR10_DIR)):
+            if all(os.path.isfile(os.path.join(d, b)) for b in CIFAR10_BATCHES):
+                return "dir", d
+        if os.path.isfile(os.path.join(place, CIFAR10_ARCHIVE)):
+            return "tar", os.path.join(place, CIFAR10_ARCHIVE)
+    raise DataNotFoundError(
+        f"CIFAR-10 not found (looked in {', '.join(repr(p) for p in places)}): no package ships it here; put "
+        f"{CIFAR10_ARCHIVE} (the python version from https://www.cs.toronto.edu/~kriz/cifar.html) or its extracted "
+        f"{CIFAR10_DIR}/ there, or name its place with --data-dir DIR or INFOMORPH_CIFAR10=DIR"
+    )
+
+
+def _cifar10_batch(raw: bytes, name: str):
+    d = pickle.loads(raw, encoding="bytes")
+    x, y = d.get(b"data", d.get("data")), d.get(b"labels", d.get("labels"))
+    x = np.asarray(x)
+    if x is None or y is None or x.dtype != np.uint8 or x.ndim != 2 or x.shape[1] != 3072 or len(y) != x.shape[0]:
+        raise DataNotFoundError(f"CIFAR-10 batch {name}: expected 'data' uint8 [N, 3072] and N 'labels'")
+    return x, np.asarray(y, np.int64)
+
+
+def load_cifar10_raw(data_dir: Optional[str] = None, stats: Optional[list] = None):
+    kind, where = _cifar10_source(data_dir)
+    if kind == "dir":
+        files = [os.path.join(where, b) for b in CIFAR10_BATCHES]
+
+        def read_all():
+            out = {}
+            for f in files:
+                with open(f, "rb") as fh:
+                    out[os.path.basename(f)] = fh.read()
+            return out
+    else:
+        files = [where]
+
+        def read_all():
+            import tarfile
+
+            out = {}
+            try:
+                with tarfile.open(where, "r:*") as tar:
+                    for m in tar.getmembers():
+                        base = os.path.basename(m.name)
+                        if m.isfile() and base in CIFAR10_BATCHES:
+                            out[base] = tar.extractfile(m).read()
+            except (tarfile.TarError, OSError, EOFError) as e:
+                raise DataNotFoundError(f"CIFAR-10 archive {where!r} cannot be read ({e})") from None
+            missing = [b for b in CIFAR10_BATCHES if b not in out]
+            if missing:
+                raise DataNotFoundError(f"CIFAR-10 archive {where!r} lacks {', '.join(missing)}")
+            return out
+
+    def decode():
+        raw = read_all()
+        parts = [_cifar10_batch(raw[b], b) for b in CIFAR10_BATCHES]
+        x_tr = np.concatenate([p[0] for p in parts[:5]]).astype(np.float32) / np.float32(255.0)
+        y_tr = np.concatenate([p[1] for p in parts[:5]])
+        return x_tr, y_tr, parts[5][0].astype(np.float32) / np.float32(255.0), parts[5][1]
+
+    return _cached_pixels("cifar10", files, decode, 255.0, stats)
+
+
 def make_synthetic(n_train: int = 2000, n_test: int = 500, features: int = 784, n_classes: int = 10, seed: int = 1234):
     """Class prototypes (sparse random patterns in [0, 1]) plus noise: learnable within an epoch."""
     rng = np.random.default_rng(seed)
@@ -237,6 +324,8 @@ def load_dataset(
         x_tr, y_tr, x_te, y_te = load_mnist_raw(data_dir, stats)
     elif name == "fashion-mnist":
         x_tr, y_tr, x_te, y_te = load_fashion_raw(data_dir, stats)
+    elif name == "cifar10":
+        x_tr, y_tr, x_te, y_te = load_cifar10_raw(data_dir, stats)
     elif name == "synthetic":
         x_tr, y_tr, x_te, y_te = make_synthetic()
         stats.append(_train_stats(x_tr))

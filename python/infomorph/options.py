@@ -70,7 +70,7 @@ def _learning_rate(text: str) -> float:
 def add_model_options(t: argparse.ArgumentParser, epochs_help: str = "epochs (default 100; with --resume: the stored number)") -> None:
     """The options that describe the network, data and engine (train's, and the goal search's)."""
     # "synthetic" is a tiny built-in problem for tests and smoke runs; not advertised
-    t.add_argument("--dataset", default="mnist", choices=DATASETS, metavar="{mnist,fashion-mnist}")
+    t.add_argument("--dataset", default="mnist", choices=DATASETS, metavar="{mnist,fashion-mnist,cifar10}")
     t.add_argument("--setup", type=int, default=1, choices=(1, 2, 3),
                    help="1: dense lateral, label context; 2: at most 100 lateral inputs; 3: 2 + output feedback as context")
     t.add_argument("--hidden", type=_hidden, default=[100], help="hidden sizes: 100, or 800,200 for a deeper stack")
