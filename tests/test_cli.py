@@ -118,3 +118,25 @@ def test_cli_threads_auto_is_the_default_and_said_once(tmp_path, capsys, monkeyp
         assert e.value.code == 2
         err = capsys.readouterr().err
         assert "--threads" in err and "takes auto or an int >= 1" in err and len(err.strip().splitlines()) == 1
+
+
+def test_cli_val_fraction(tmp_path, capsys):
+    """--val-fraction 0 trains on the whole training set (no validation accuracy: None, not NaN);
+    another fraction holds out that share; bad values: one line, exit 2."""
+    base = [a for a in ARGS if a not in ("--limit-test", "100")]
+    assert main(base + ["--epochs", "1", "--val-fraction", "0", "--out", str(tmp_path / "a")]) == 0
+    res = json.loads((tmp_path / "a" / "results.json").read_text())
+    assert res["config"]["val_fraction"] == 0.0 and res["history"][0]["val_accuracy"] is None
+    assert "val -" in capsys.readouterr().out
+    assert main(base + ["--epochs", "1", "--val-fraction", "0.5", "--out", str(tmp_path / "b")]) == 0
+    assert json.loads((tmp_path / "b" / "results.json").read_text())["history"][0]["val_accuracy"] is not None
+    capsys.readouterr()
+    for bad in ("1", "-0.1", "half"):
+        with pytest.raises(SystemExit) as e:
+            main(["train", "--dataset", "synthetic", "--val-fraction", bad, "--out", str(tmp_path / "c")])
+        assert e.value.code == 2
+        err = capsys.readouterr().err
+        assert "--val-fraction" in err and "takes a number in [0, 1)" in err and len(err.strip().splitlines()) == 1
+    assert main(["search", "--dataset", "synthetic", "--val-fraction", "0", "--trials", "1", "--no-progress",
+                 "--out", str(tmp_path / "s")]) == 2
+    assert "--val-fraction: the search's objective is the validation accuracy" in capsys.readouterr().err

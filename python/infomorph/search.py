@@ -191,6 +191,9 @@ def settings_from_args(args) -> SearchSettings:
     if args.form == "direction" and len(space) < 2:
         raise UserError("--form direction needs at least two searched atoms")
     cfg = config_from_args(args, epochs=epochs)
+    if cfg.val_fraction == 0:
+        raise UserError("--val-fraction: the search's objective is the validation accuracy; it needs a validation "
+                        "split (a fraction > 0)")
     if cfg.model != "infomorphic":
         raise UserError(f"--model: the search looks for goals of infomorphic networks, got --model {cfg.model}")
     # the model kind is not part of a study's settings (always infomorphic; studies from before it resume)

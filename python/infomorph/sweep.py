@@ -253,7 +253,7 @@ def run_record(run_dir: str) -> Dict:
     return {
         "dir": run_dir, "seed": r["config"].get("seed"), "epochs": r.get("epochs_done"),
         "test_accuracy": r.get("test_accuracy"),
-        "best_val_accuracy": max((h["val_accuracy"] for h in hist), default=None),
+        "best_val_accuracy": max((h["val_accuracy"] for h in hist if h["val_accuracy"] is not None), default=None),
         "seconds": r.get("wall_seconds"),
         "test_curve": [h["test_accuracy"] for h in hist],
     }

@@ -374,7 +374,8 @@ def _train_locked(cfg: TrainConfig, out_dir: str, resume: bool, log: Callable[[s
             # evaluation samples hidden outputs too, from a forked random state: what is evaluated
             # (the test set each epoch or only after the last) never changes how the model trains
             with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-                val_acc = evaluate(model, data.x_val, data.y_val, cfg.batch_size)
+                # None without a validation split (--val-fraction 0)
+                val_acc = evaluate(model, data.x_val, data.y_val, cfg.batch_size) if data.x_val.shape[0] else None
                 test_acc = (evaluate(model, data.x_test, data.y_test, cfg.batch_size)
                             if cfg.test_every_epoch or epoch == cfg.epochs else None)
             seconds = time.perf_counter() - t0
@@ -396,7 +397,7 @@ def _train_locked(cfg: TrainConfig, out_dir: str, resume: bool, log: Callable[[s
                 }
             history.append(entry)
             log(
-                f"epoch {epoch}/{cfg.epochs}: val {val_acc:.4f}  test {'-' if test_acc is None else f'{test_acc:.4f}'}  train {entry['train_accuracy']:.4f}"
+                f"epoch {epoch}/{cfg.epochs}: val {'-' if val_acc is None else f'{val_acc:.4f}'}  test {'-' if test_acc is None else f'{test_acc:.4f}'}  train {entry['train_accuracy']:.4f}"
                 f"  ({seconds:.1f} s)"
             )
             wall = wall_before + time.perf_counter() - t_start
@@ -564,7 +565,7 @@ def plot_results(results: Dict, out_dir: str, log: Callable[[str], None] = print
     written = []
     ep = [h["epoch"] for h in hist]
     fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(ep, [h["val_accuracy"] for h in hist], label="validation")
+    ax.plot(ep, [float("nan") if h["val_accuracy"] is None else h["val_accuracy"] for h in hist], label="validation")
     tested = [h for h in hist if h.get("test_accuracy") is not None]
     ax.plot([h["epoch"] for h in tested], [h["test_accuracy"] for h in tested], label="test", marker="." if len(tested) < 2 else None)
     ax.plot(ep, [h["train_accuracy"] for h in hist], label="train (with context)", alpha=0.5)
