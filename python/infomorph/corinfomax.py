@@ -128,29 +128,26 @@ class CorInfoMaxNet(nn.Module):
         # the lateral terms with their constant parts folded in: hidden 2 gam B + g I, output gam B + (g - beta) I
         lat = [self.lat(k).mul(2.0 * gam).add_(eye[k], alpha=g) for k in range(L - 1)]
         lat.append(self.lat(L - 1).mul(gam).add_(eye[L - 1], alpha=g - beta))
+        wff_t = [self.wff(k).T for k in range(L)]  # views, made once (not per step)
+        wfb_t = [self.wfb(k).T for k in range(L)]
         for t in range(steps):
             lr = self._neural_lr(t)
             for k in range(L):
-                u, below = states[k], (x if k == 0 else acts[k - 1])
+                u = states[k]
                 if k < L - 1:
                     # u += lr (-g u + (basal - u)/eps + (apical - u)/eps), apical = eps (2 gam B h + g h) + Wfb h_above
                     decay = 1.0 - lr * (g + 2.0 / eps)
-                    if k == 0:
-                        u.mul_(decay).add_(drive0, alpha=lr)
-                    else:
-                        u.addmm_(below, self.wff(k).T, beta=decay, alpha=lr / eps)
-                    u.addmm_(acts[k], lat[k], alpha=lr)
-                    u.addmm_(acts[k + 1], self.wfb(k + 1).T, alpha=lr / eps)
                 else:
                     # output: u += lr (-g u + (basal - u)/eps + (apical - u)), apical = gam B o + g o - beta (o - y)
                     decay = 1.0 - lr * (g + 1.0 / eps + 1.0)
-                    if k == 0:
-                        u.mul_(decay).add_(drive0, alpha=lr)
-                    else:
-                        u.addmm_(below, self.wff(k).T, beta=decay, alpha=lr / eps)
-                    u.addmm_(acts[k], lat[k], alpha=lr)
-                    if beta != 0.0:
-                        u.add_(y, alpha=lr * beta)
+                if k == 0:  # the input's drive is fixed: the decay goes with the lateral product
+                    u.addmm_(acts[k], lat[k], beta=decay, alpha=lr).add_(drive0, alpha=lr)
+                else:
+                    u.addmm_(acts[k - 1], wff_t[k], beta=decay, alpha=lr / eps).addmm_(acts[k], lat[k], alpha=lr)
+                if k < L - 1:
+                    u.addmm_(acts[k + 1], wfb_t[k + 1], alpha=lr / eps)
+                elif beta != 0.0:
+                    u.add_(y, alpha=lr * beta)
                 torch.clamp(u, 0.0, 1.0, out=acts[k])
         return acts
 
