@@ -29,7 +29,7 @@ from _env import environment  # noqa: E402
 def activations(run_dir: str):
     """The first hidden layer's firing probabilities on the run's test split, and the labels."""
     from infomorph.inspect import layer_activations, load_run
-    from infomorph.train import _batches
+    from infomorph.train import batch_indices as _batches
 
     _, cfg, model, x, y = load_run(run_dir, "test")
     torch.manual_seed(cfg.seed)

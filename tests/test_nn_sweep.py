@@ -192,7 +192,7 @@ def test_sigterm_stops_the_sweep_and_its_running_training(tmp_path):
 def test_a_second_training_into_a_busy_run_directory_stops_at_once(tmp_path):
     """Two writers to one checkpoint are refused: while a training holds DIR, another `train --out
     DIR` (or --resume DIR) ends with one line naming the directory and the holder, exit 2."""
-    from infomorph.train import _RunLock
+    from infomorph.rundir import RunLock as _RunLock
 
     run = tmp_path / "run"
     run.mkdir()

@@ -126,7 +126,7 @@ def test_evaluate_batches_as_the_training_split_does():
     """evaluate() reads consecutive batches of nearly equal size (here 4, 3, 3 of 10 samples), each
     with its own inversion rule: equal to predicting each batch of _batches(...) on its own."""
     from infomorph.models import build_model
-    from infomorph.train import _batches, evaluate
+    from infomorph.train import batch_indices as _batches, evaluate
 
     torch.manual_seed(0)
     model = build_model(1, [6], 12, 3)

@@ -32,7 +32,8 @@ def load_data(settings_train: Dict[str, Any], seed: int):
 def train_goal(settings_train: Dict[str, Any], goal: Dict[str, float], seed: int, data, run_dir: str,
                on_epoch: Optional[Callable[[Dict], None]] = None, epochs: Optional[int] = None) -> Dict:
     """One training run with the hidden goal ``goal``; returns train's results dict."""
-    from .train import TrainConfig, train
+    from .config import TrainConfig
+    from .train import train
 
     # the objective is the validation accuracy: the test set only after the last epoch (trials.csv)
     cfg = TrainConfig.from_dict(dict(settings_train, goal=[goal[n] for n in gamma_names(N_SOURCES)], seed=seed,

@@ -27,7 +27,9 @@ from .data import load_dataset
 from .errors import UserError
 from ._plots import pyplot, save
 from .goals import gamma_names, readable_name
-from .train import CHECKPOINT, TrainConfig, _load_checkpoint, _views, build_from_config, layer_names, standardized
+from .config import TrainConfig, standardized
+from .rundir import CHECKPOINT, load_checkpoint
+from .train import batch_views, build_from_config, layer_names
 
 OUTPUT = "local_atoms.json"
 
@@ -39,7 +41,7 @@ def load_run(run_dir: str, split: str = "test", data_dir: Optional[str] = None, 
         raise UserError(f"--split takes test or val, got {split!r}")
     if not os.path.isdir(run_dir):
         raise UserError(f"inspect: {run_dir!r} is not a run directory (one that python -m infomorph train --out wrote)")
-    state = _load_checkpoint(os.path.join(run_dir, CHECKPOINT), run_dir)
+    state = load_checkpoint(os.path.join(run_dir, CHECKPOINT), run_dir)
     cfg = TrainConfig.from_dict(state["config"])
     if cfg.model != "infomorphic" and not backprop_ok:
         raise UserError(f"inspect: {run_dir!r} is a {cfg.model} run; local atoms are of infomorphic layers "
@@ -67,7 +69,7 @@ def inspect_run(run_dir: str, split: str = "test", data_dir: Optional[str] = Non
     gen_state = torch.get_rng_state()
     torch.manual_seed(cfg.seed)  # the passes sample +-1 outputs: reproducible per run
     try:
-        for x, y in _views(cfg.batch_size, x_all, y_all):
+        for x, y in batch_views(cfg.batch_size, x_all, y_all):
             with torch.no_grad():
                 outs, out = model.run(x, F.one_hot(y, K).to(x.dtype), grad=False)
             counts += torch.bincount(y, minlength=K).double()
@@ -203,7 +205,7 @@ def complexity_run(run_dir: str, split: str = "test", data_dir: Optional[str] = 
             model.eval()
             torch.manual_seed(cfg.seed)  # the evaluation passes sample +-1 lateral outputs
             acts = [[] for _ in names]
-            for (x,) in _views(cfg.batch_size, x_all):
+            for (x,) in batch_views(cfg.batch_size, x_all):
                 for k, a in enumerate(layer_activations(model, x)):
                     acts[k].append(a)
             t0 = time.perf_counter()

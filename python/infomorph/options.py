@@ -10,7 +10,7 @@ from typing import List, Optional
 from .data import DATASETS
 from .errors import UserError
 from .models import DEFAULT_HIDDEN_OPTIM, DEFAULT_OUTPUT_OPTIM
-from .train import TrainConfig
+from .config import TrainConfig
 
 
 class Parser(argparse.ArgumentParser):

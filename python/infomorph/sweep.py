@@ -346,7 +346,7 @@ def plan_experiment(path: str) -> Tuple[List[int], List[Tuple[str, List[str], st
         raise UserError(f"sweep: {path} needs a 'runs' mapping of name -> train options (and optional seeds, base)")
     seeds = parse_seeds(str(spec.get("seeds", "0")))
     base = spec.get("base") or {}
-    from .train import MODELS
+    from .config import MODELS
 
     plan = []
     for name, opts in spec["runs"].items():

@@ -1,9 +1,9 @@
-"""Training loop: per-layer goals (or cross-entropy for the baseline), per-epoch evaluation,
-results.json, checkpoints that resume exactly, and plots.
+"""The one training loop: per-layer goals (or cross-entropy for the baseline, or a model's own
+update step), per-epoch evaluation, results.json, checkpoints that resume exactly, and plots.
 
-Output directory:
+Output directory (its files: rundir.py; the configuration: config.py):
 - ``results.json``: config, final ``test_accuracy``/``val_accuracy``, ``history`` (one entry per
-  epoch: epoch, val/test/train accuracy, seconds, mean goal and mean atoms per layer), run info;
+  epoch: epoch, val/test/train accuracy, seconds, threads, mean goal and mean atoms per layer), run info;
 - ``checkpoint.pt``: model, optimizer, RNG states and history (``resume=True`` continues);
 - ``checkpoints/epoch-N.pt``: the model after the epochs in ``keep_checkpoints`` (for
   ``inspect --complexity`` over training);
@@ -12,88 +12,25 @@ Output directory:
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import platform
-import signal
-import threading
 import time
-from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional
 
 import torch
 import torch.nn.functional as F
 
 from ._engine import retune_threads, threads_note
-from ._plots import pyplot, save
+from ._plots import plot_results
 from ._progress import progress
+from .config import TrainConfig, standardized
 from .data import Splits, load_dataset
 from .errors import TrainingInterrupted, UserError
-from .goals import gamma_names, readable_name, resolve_goal
-from .models import DEFAULT_HIDDEN_OPTIM, DEFAULT_OUTPUT_OPTIM, BackpropNet, build_model, read_out
+from .goals import gamma_names, resolve_goal
+from .models import BackpropNet, build_model, read_out
 from .optim import adam
-
-CHECKPOINT = "checkpoint.pt"
-RESULTS = "results.json"
-
-
-@dataclass
-class TrainConfig:
-    """Everything that defines a run (saved in the checkpoint and results.json)."""
-
-    dataset: str = "mnist"
-    setup: int = 1
-    hidden: List[int] = field(default_factory=lambda: [100])
-    goal: str = "optimized"
-    output_goal: str = "output"
-    epochs: Optional[int] = 100
-    seed: int = 0
-    batch_size: int = 1024
-    model: str = "infomorphic"  # infomorphic, backprop (the baseline) or corinfomax (corinfomax.py)
-    backprop: bool = False  # model == "backprop" (kept: configs and checkpoints of earlier versions)
-    backprop_loss: str = "logits"  # cross-entropy of the logits, or of s(F) as the published baseline
-    backend: str = "auto"
-    device: str = "cpu"
-    limit_train: Optional[int] = None
-    limit_test: Optional[int] = None
-    data_dir: Optional[str] = None
-    lateral_k: Optional[int] = -1  # -1: the setup's (dense for 1, 100 for 2 and 3); None: dense
-    activation: str = "trivariate"
-    passes: int = 2
-    bins: int = 20
-    eval_context: str = "zero"
-    hidden_sources: str = "FCL"  # FCL: trivariate hidden neurons; FC / FL: bivariate (context / lateral only)
-    context: Optional[str] = None  # None: the setup's; label, feedback or label+feedback (last hidden layer)
-    hidden_lr: float = DEFAULT_HIDDEN_OPTIM["lr"]  # the paper's rates and decays: models.py holds them
-    hidden_weight_decay: float = DEFAULT_HIDDEN_OPTIM["weight_decay"]
-    output_lr: float = DEFAULT_OUTPUT_OPTIM["lr"]
-    output_weight_decay: float = DEFAULT_OUTPUT_OPTIM["weight_decay"]
-    backprop_lr: float = 0.001
-    val_fraction: float = 0.2
-    keep_checkpoints: List[int] = field(default_factory=list)  # epochs whose model stays in checkpoints/
-    # False: the test set is evaluated after the last epoch only (goal-search trials, whose objective
-    # is the validation accuracy: ~5 % of an epoch saved); the other epochs record test_accuracy None
-    test_every_epoch: bool = True
-    # resolved goal vectors (filled in by train(); a resumed run never rereads a goal file)
-    hidden_gamma: Optional[List[float]] = None
-    output_gamma: Optional[List[float]] = None
-
-    @classmethod
-    def from_dict(cls, d: Dict) -> "TrainConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})  # backprop: true -> model backprop
-
-    def __post_init__(self):
-        if self.model not in MODELS:
-            raise UserError(f"--model: unknown model {self.model!r}; choose one of {', '.join(MODELS)}")
-        if self.backprop and self.model not in ("infomorphic", "backprop"):
-            raise UserError(f"--backprop is the backprop model; it does not go with --model {self.model}")
-        if self.backprop:
-            self.model = "backprop"
-        self.backprop = self.model == "backprop"
-
-
-MODELS = ("infomorphic", "backprop", "corinfomax")
+from .rundir import (CHECKPOINT, RESULTS, Interrupt, RunLock, atomic_json, atomic_save, checkpoint_state, damaged,
+                     load_checkpoint)
 
 
 def _n_batches(n: int, batch_size: int) -> int:
@@ -102,14 +39,14 @@ def _n_batches(n: int, batch_size: int) -> int:
     return max(1, -(-n // batch_size))
 
 
-def _batches(n: int, batch_size: int, perm: Optional[torch.Tensor] = None) -> List[torch.Tensor]:
+def batch_indices(n: int, batch_size: int, perm: Optional[torch.Tensor] = None) -> List[torch.Tensor]:
     """The sample indices (``perm``, else 0..n-1) of each of :func:`_n_batches` batches."""
     idx = perm if perm is not None else torch.arange(n)
     return list(torch.tensor_split(idx, _n_batches(n, batch_size)))
 
 
-def _views(batch_size: int, *tensors: torch.Tensor):
-    """The batches of :func:`_batches` in sample order, as views of each tensor (no gathered
+def batch_views(batch_size: int, *tensors: torch.Tensor):
+    """The batches of :func:`batch_indices` in sample order, as views of each tensor (no gathered
     copies): tuples (one slice per tensor)."""
     k = _n_batches(tensors[0].shape[0], batch_size)
     return zip(*(torch.tensor_split(t, k) for t in tensors))
@@ -123,7 +60,7 @@ def evaluate(model, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024) ->
         return float("nan")
     batch_size = getattr(model, "eval_batch_size", None) or batch_size
     correct = 0
-    for xb, yb in _views(batch_size, x, y):
+    for xb, yb in batch_views(batch_size, x, y):
         correct += int((model.predict(xb) == yb).sum())
     return correct / x.shape[0]
 
@@ -166,27 +103,9 @@ def is_infomorphic(model) -> bool:
     return not isinstance(model, BackpropNet) and not getattr(model, "own_update", False)
 
 
-def standardized(cfg: TrainConfig) -> bool:
-    """Whether the run's images are standardized (all but CorInfoMax, trained on pixels in [0, 1])."""
-    return cfg.model != "corinfomax"
-
-
 def layer_names(model) -> List[str]:
     n = len(model.hidden)
     return [f"hidden{i + 1}" if n > 1 else "hidden" for i in range(n)] + ["output"]
-
-
-def _atomic_save(obj, path: str) -> None:
-    tmp = path + ".tmp"
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def _atomic_json(obj, path: str) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(obj, fh, indent=1)
-    os.replace(tmp, path)
 
 
 def run_info(cfg: TrainConfig) -> Dict:
@@ -232,7 +151,7 @@ def train(
         os.makedirs(out_dir, exist_ok=True)
     except OSError as e:
         raise UserError(f"--out: cannot create the directory {out_dir!r} ({e.strerror or e})") from None
-    lock = _RunLock(out_dir).acquire()
+    lock = RunLock(out_dir).acquire()
     try:
         return _train_locked(cfg, out_dir, resume, log, show_progress, data, on_epoch, plots)
     finally:
@@ -244,7 +163,7 @@ def _train_locked(cfg: TrainConfig, out_dir: str, resume: bool, log: Callable[[s
     ckpt_path = os.path.join(out_dir, CHECKPOINT)
     state = None
     if resume:
-        state = _load_checkpoint(ckpt_path, out_dir)
+        state = load_checkpoint(ckpt_path, out_dir)
         saved = TrainConfig.from_dict(state["config"])
         if cfg.epochs is not None:
             saved.epochs = cfg.epochs
@@ -280,7 +199,7 @@ def _train_locked(cfg: TrainConfig, out_dir: str, resume: bool, log: Callable[[s
             if opt is not None:
                 opt.load_state_dict(state["optimizer"])
         except (RuntimeError, KeyError, ValueError, TypeError) as e:
-            raise UserError(_damaged(ckpt_path, out_dir, f"it does not fit the stored model: {str(e).splitlines()[0]}")) from None
+            raise UserError(damaged(ckpt_path, out_dir, f"it does not fit the stored model: {str(e).splitlines()[0]}")) from None
         history = state["history"]
         wall_before = state.get("wall_seconds", 0.0)
         partial = state.get("partial")  # an epoch stopped by Ctrl-C: continue at its next batch
@@ -298,7 +217,7 @@ def _train_locked(cfg: TrainConfig, out_dir: str, resume: bool, log: Callable[[s
     atom_names = [gamma_names(layer.n_sources) for layer in model.layers] if infomorphic else None
     t_start = time.perf_counter()
     start_epoch = len(history) + 1
-    interrupt = _Interrupt()
+    interrupt = Interrupt()
     if start_epoch > cfg.epochs:
         log(f"nothing to do: {len(history)} epochs done, --epochs {cfg.epochs}")
 
@@ -327,12 +246,12 @@ def _train_locked(cfg: TrainConfig, out_dir: str, resume: bool, log: Callable[[s
                 loss_sum = partial["loss_sum"].to(device)
                 t0 -= partial["seconds"]
             partial = None
-            batches = _batches(n_train, cfg.batch_size, perm.to(device))
+            batches = batch_indices(n_train, cfg.batch_size, perm.to(device))
             bar = progress(batches[first:], n_batches - first, f"epoch {epoch}/{cfg.epochs}", enabled=show_progress)
             for b, idx in enumerate(bar, start=first):
                 retune_threads()  # --threads auto: the cores not busy elsewhere (a look at most once a second)
                 if interrupt.requested:
-                    _atomic_save(dict(_checkpoint(cfg, model, opt, history, device, wall_before + time.perf_counter() - t_start),
+                    atomic_save(dict(checkpoint_state(cfg, model, opt, history, device, wall_before + time.perf_counter() - t_start),
                                       partial={"epoch": epoch, "next_batch": b, "goal_sum": goal_sum.cpu(),
                                                "atom_sum": [a.cpu() if isinstance(a, torch.Tensor) else a for a in atom_sum],
                                                "correct": correct.cpu(), "loss_sum": loss_sum.cpu(),
@@ -401,13 +320,13 @@ def _train_locked(cfg: TrainConfig, out_dir: str, resume: bool, log: Callable[[s
                 f"  ({seconds:.1f} s)"
             )
             wall = wall_before + time.perf_counter() - t_start
-            _atomic_save(_checkpoint(cfg, model, opt, history, device, wall), ckpt_path)
+            atomic_save(checkpoint_state(cfg, model, opt, history, device, wall), ckpt_path)
             if epoch in cfg.keep_checkpoints:  # for inspect --complexity over training
                 os.makedirs(os.path.join(out_dir, "checkpoints"), exist_ok=True)
-                _atomic_save({"config": dataclasses.asdict(cfg), "model": model.state_dict(), "epoch": epoch},
+                atomic_save({"config": dataclasses.asdict(cfg), "model": model.state_dict(), "epoch": epoch},
                              os.path.join(out_dir, "checkpoints", f"epoch-{epoch}.pt"))
             results = _results(cfg, history, wall, model)
-            _atomic_json(results, os.path.join(out_dir, RESULTS))
+            atomic_json(results, os.path.join(out_dir, RESULTS))
             if on_epoch is not None:
                 on_epoch(entry)
 
@@ -416,7 +335,7 @@ def _train_locked(cfg: TrainConfig, out_dir: str, resume: bool, log: Callable[[s
 
     wall = wall_before + time.perf_counter() - t_start
     results = _results(cfg, history, wall, model)
-    _atomic_json(results, os.path.join(out_dir, RESULTS))
+    atomic_json(results, os.path.join(out_dir, RESULTS))
     if plots:
         plot_results(results, out_dir, log)
     return results
@@ -427,110 +346,6 @@ def _goal(spec, n_sources: int, role: str, option: str) -> List[float]:
         return resolve_goal(spec, n_sources, role=role).tolist()
     except (ValueError, TypeError, FileNotFoundError, ImportError) as e:
         raise UserError(f"{option} {spec}: {e}") from None
-
-
-def _damaged(path: str, out_dir: str, why: str) -> str:
-    return (f"--resume: the checkpoint {path} is damaged or not a checkpoint of this program ({why}); "
-            f"start the run over with the same command plus --restart")
-
-
-_CHECKPOINT_KEYS = ("config", "model", "optimizer", "history", "rng_cpu")
-
-
-def _load_checkpoint(path: str, out_dir: str) -> Dict:
-    if not os.path.isfile(path):
-        raise UserError(f"--resume: no {CHECKPOINT} in {out_dir!r} (start a run there with --out {out_dir})")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:  # noqa: BLE001 - truncated zip, foreign pickle, ...: all mean "damaged"
-        raise UserError(_damaged(path, out_dir, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")) from None
-    missing = [k for k in _CHECKPOINT_KEYS if not isinstance(state, dict) or k not in state]
-    if missing:
-        raise UserError(_damaged(path, out_dir, f"it lacks {', '.join(missing)}"))
-    try:
-        TrainConfig.from_dict(state["config"])
-    except TypeError as e:
-        raise UserError(_damaged(path, out_dir, f"its config is unreadable: {e}")) from None
-    return state
-
-
-def _checkpoint(cfg: TrainConfig, model, opt, history: List[Dict], device, wall: float) -> Dict:
-    return {
-        "config": dataclasses.asdict(cfg),
-        "model": model.state_dict(),
-        "optimizer": opt.state_dict() if opt is not None else {},
-        "history": history,
-        "rng_cpu": torch.get_rng_state(),
-        "rng_cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
-        "wall_seconds": wall,
-    }
-
-
-class _Interrupt:
-    """Ctrl-C (SIGINT) or SIGTERM (``kill``, a batch scheduler's stop, the sweep runner passing on
-    its own stop) asks training to stop at the next batch boundary (a step is never cut in half);
-    a second Ctrl-C stops at once. Only in the main thread (signals are delivered there)."""
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-    def __init__(self):
-        self.requested = False
-        self._old: Dict[int, object] = {}
-
-    def _handle(self, signum, frame):
-        if self.requested and signum == signal.SIGINT:  # second Ctrl-C: the default behaviour
-            raise KeyboardInterrupt
-        self.requested = True
-
-    def install(self):
-        if threading.current_thread() is threading.main_thread():
-            for sig in self.SIGNALS:
-                self._old[sig] = signal.signal(sig, self._handle)
-
-    def restore(self):
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
-        self._old = {}
-
-
-LOCK = ".lock"
-
-
-class _RunLock:
-    """An exclusive lock on a run directory for as long as a training writes into it (``flock`` on
-    DIR/.lock, released by the system when the process ends, however it ends): a second training
-    into the same directory (a sweep started twice, a stray process) stops at once with a UserError
-    instead of two writers interleaving one checkpoint."""
-
-    def __init__(self, out_dir: str):
-        self.path = os.path.join(out_dir, LOCK)
-        self._fh = None
-
-    def acquire(self) -> "_RunLock":
-        try:
-            import fcntl
-        except ImportError:  # no flock (Windows): no guard
-            return self
-        fh = open(self.path, "a+")
-        try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            fh.seek(0)
-            holder = fh.read().strip() or "unknown"
-            fh.close()
-            raise UserError(f"--out: {os.path.dirname(self.path)!r} is being trained into by another process "
-                            f"(pid {holder}); wait for it to finish or stop it, then run again") from None
-        fh.seek(0)
-        fh.truncate()
-        fh.write(str(os.getpid()))
-        fh.flush()
-        self._fh = fh
-        return self
-
-    def release(self) -> None:
-        if self._fh is not None:
-            self._fh.close()  # closing the descriptor releases the flock
-            self._fh = None
 
 
 def _results(cfg: TrainConfig, history: List[Dict], wall: float, model) -> Dict:
@@ -553,41 +368,3 @@ def _results(cfg: TrainConfig, history: List[Dict], wall: float, model) -> Dict:
     return res
 
 
-def plot_results(results: Dict, out_dir: str, log: Callable[[str], None] = print) -> List[str]:
-    """accuracy.png (val/test per epoch) and atoms.png (last epoch's mean atoms per layer)."""
-    plt = pyplot()
-    if plt is None:
-        log("note: matplotlib is not installed, skipping plots (pip install matplotlib)")
-        return []
-    hist = results["history"]
-    if not hist:
-        return []
-    written = []
-    ep = [h["epoch"] for h in hist]
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(ep, [float("nan") if h["val_accuracy"] is None else h["val_accuracy"] for h in hist], label="validation")
-    tested = [h for h in hist if h.get("test_accuracy") is not None]
-    ax.plot([h["epoch"] for h in tested], [h["test_accuracy"] for h in tested], label="test", marker="." if len(tested) < 2 else None)
-    ax.plot(ep, [h["train_accuracy"] for h in hist], label="train (with context)", alpha=0.5)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("accuracy")
-    cfg = results["config"]
-    title = "backprop" if cfg.get("backprop") else f"goal {os.path.basename(str(cfg.get('goal')))}"
-    sizes = "-".join(str(h) for h in cfg.get("hidden", []))
-    ax.set_title(f"{cfg.get('dataset')}, setup {cfg.get('setup')}, N = {sizes}, {title}")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    written.append(save(fig, os.path.join(out_dir, "accuracy.png")))
-    atoms = next((h["atoms"] for h in reversed(hist) if "atoms" in h), None)
-    if atoms:
-        fig, axes = plt.subplots(1, len(atoms), figsize=(4 + 3.5 * len(atoms), 4), squeeze=False,
-                                 gridspec_kw={"width_ratios": [len(v) for v in atoms.values()]})
-        for ax, (layer, vals) in zip(axes[0], atoms.items()):
-            ax.bar(range(len(vals)), list(vals.values()), color=["C0"] * (len(vals) - 1) + ["C7"])
-            ax.set_xticks(range(len(vals)))
-            ax.set_xticklabels([readable_name(k) for k in vals], rotation=90, fontsize=7)
-            ax.axhline(0, color="k", lw=0.5)
-            ax.set_title(f"{layer} (epoch {hist[-1]['epoch']})")
-            ax.set_ylabel("bits (mean over neurons)")
-        written.append(save(fig, os.path.join(out_dir, "atoms.png")))
-    return written
