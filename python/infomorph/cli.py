@@ -14,7 +14,8 @@ from .data import DataNotFoundError
 from .errors import TrainingInterrupted, UserError
 from ._engine import set_threads
 from .options import Parser, add_model_options, add_shared_options, config_from_args, positive, threads_option
-from .search import add_search_parsers
+from .analyze import add_analyze_parser
+from .search import add_search_parser
 from .train import train
 
 
@@ -38,7 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seeds", metavar="SEEDS", help="one run per seed (0-9 or 0,3,5) into OUT/seed-N, then a summary")
     t.add_argument("--jobs", type=positive, default=1, help="with --seeds: runs at a time (cores are split among them)")
     add_shared_options(t, "with --seeds: ")
-    add_search_parsers(sub)
+    add_search_parser(sub)
+    add_analyze_parser(sub)
     w = sub.add_parser("sweep", help="several configurations x seeds from a YAML file: one table and plots")
     w.add_argument("experiment", metavar="EXPERIMENT.yaml",
                    help="seeds: 0-2; base: {train options}; runs: {name: {train options, band: plot band label}}")
@@ -96,10 +98,14 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 def _run(args, argv: List[str]) -> int:
-    if args.command in ("search", "analyze"):
+    if args.command == "search":
         from .search import run_command
 
         return run_command(args, argv)
+    if args.command == "analyze":
+        from .analyze import run_command as analyze_command
+
+        return analyze_command(args)
     shared = getattr(args, "storage", None) is not None or getattr(args, "summary_only", False)
     if shared and args.command == "train" and args.seeds is None:
         raise UserError("--storage/--summary-only go with --seeds (a sweep of seeds shared through the storage)")
