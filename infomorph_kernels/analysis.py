@@ -218,7 +218,7 @@ def _pid_groups_cpu(sym: torch.Tensor, idx: torch.Tensor, labels: torch.Tensor, 
     A = coef.shape[0]
     red = torch.empty(g.shape[0], A, dtype=torch.float64)
     ext.pid_groups(symT.data_ptr(), N, B, L, lab.data_ptr(), K, g.data_ptr(), g.shape[0], n, coef.data_ptr(), A,
-                   h_t, red.data_ptr(), cpu_backend.get_num_threads())
+                   h_t, red.data_ptr(), cpu_backend.long_call_threads())
     return red
 
 

@@ -9,10 +9,17 @@ Importing this module never fails: the compiled module is loaded lazily, and
 
 Threads: by default as many as ``torch.get_num_threads()`` (which follows ``OMP_NUM_THREADS`` and
 ``torch.set_num_threads``) less the cores that other processes keep busy now (``threads.py``,
-looked at again at most once a second: on a shared machine a thread that waits for a core holds
-up the whole layer); :func:`set_num_threads` fixes the count for this backend, and
-``pid_kernel_cpu(..., num_threads=k)`` for one call. Results do not depend on the thread count
-(each neuron runs on one thread, bit-identical).
+looked at again at most twice a second). A layer call is short (milliseconds, between torch's own
+small operations): beside a busy process its threads wait for one another and torch's idle pool
+threads spin against the engine, so while other processes keep cores busy the default lowers
+torch's thread count with the engine's, and gives it back (up to the count it found) when they are
+gone (measured, issue 43: one busy core, a 100-neuron layer 12.0 ms with torch on 2 threads and the
+engine on 1, 6.9 ms with both on 1). Long calls (the group engine of ``pid_labels``, local atoms)
+keep the user's count: their work is handed out in small chunks, so a descheduled thread delays only
+its chunk, and a thread more is a larger share of a shared machine (``pid_labels`` beside two busy
+cores: 1.38 s on 1 thread, 0.95 s on 2). :func:`set_num_threads` fixes the count for this backend
+(and leaves torch's alone), ``pid_kernel_cpu(..., num_threads=k)`` for one call. Results do not
+depend on the thread count (each neuron runs on one thread, bit-identical).
 """
 from __future__ import annotations
 
@@ -26,7 +33,8 @@ from ._validate import int_list, kernel_tensor, validate_values
 
 _BUILD_HINT = "run `pip install --no-build-isolation -e .` (or `python setup.py build_ext --inplace`)"
 _num_threads: Optional[int] = None
-_auto = AutoThreads(interval=1.0)
+_auto = AutoThreads(interval=0.5)
+_lowered: Optional[Tuple[int, int]] = None  # (torch's count as found, the count set): while backed off
 
 
 def _load():
@@ -63,12 +71,33 @@ def set_num_threads(num_threads: Optional[int]) -> None:
     _num_threads = num_threads
 
 
+def _user_threads() -> int:
+    """torch's thread count as the user set it (the count found before a back-off lowered it)."""
+    global _lowered
+    t = max(1, torch.get_num_threads())
+    if _lowered is not None and t != _lowered[1]:
+        _lowered = None  # changed since by the user: theirs counts
+    return _lowered[0] if _lowered is not None else t
+
+
 def get_num_threads() -> int:
-    """Threads the next call will use (unless it passes num_threads)."""
+    """Threads the next (short) call will use unless it passes num_threads: see the module's text."""
+    global _lowered
     if _num_threads is not None:
         return _num_threads
-    cap = max(1, torch.get_num_threads())
-    return _auto.get(cap) if cap > 1 else 1
+    cap = _user_threads()
+    if cap <= 1:
+        return 1
+    n = _auto.get(cap)
+    if n != torch.get_num_threads():  # torch's pool follows (back up to the count found)
+        torch.set_num_threads(n)
+        _lowered = (cap, n) if n < cap else None
+    return n
+
+
+def long_call_threads() -> int:
+    """Threads of a long call (the group engine, local atoms): the set count, else the user's."""
+    return _num_threads if _num_threads is not None else _user_threads()
 
 
 def _raise_on_status(status: int, x: torch.Tensor, theta: torch.Tensor) -> None:
@@ -203,7 +232,7 @@ def local_kernel_cpu(x: torch.Tensor, theta: torch.Tensor, binning, coef: torch.
     # written neuron-major (each neuron's block contiguous, as the engine runs), returned as
     # [B, N, ...] views: a sample-major write from a neuron-major pass thrashes the TLB (9x slower)
     outs = [torch.empty((N, B, 2, A), dtype=dt) for _ in range(3)] + [torch.empty((N, B, 2), dtype=dt)]
-    threads = get_num_threads() if num_threads is None else int(num_threads)
+    threads = long_call_threads() if num_threads is None else int(num_threads)
     status = mod.pid_layer(
         x.data_ptr(), theta.data_ptr(), binning.edges.data_ptr(), int(binning.edges.shape[1]), list(binning.nbins),
         binning.clamp_lo.data_ptr(), binning.clamp_hi.data_ptr(), bool(binning.adaptive),
@@ -286,5 +315,5 @@ def cells_kernel_cpu(bins: torch.Tensor, thetas: torch.Tensor, nbins: Sequence[i
                   w.data_ptr() if w is not None else 0, float(wg[-1]) if wg is not None else 0.0, published,
                   need_grad, red.data_ptr(), h_y.data_ptr(), goal.data_ptr() if goal is not None else 0,
                   dth.data_ptr() if dth is not None else 0,
-                  get_num_threads() if num_threads is None else int(num_threads))  # fmt: skip
+                  long_call_threads() if num_threads is None else int(num_threads))  # fmt: skip
     return red, h_y, goal, (dth.permute(1, 0, 2) if dth is not None else None)

@@ -14,7 +14,8 @@ again at most once a second.
   less this process's own running threads, median of three looks 0.5 ms apart; where the affinity
   mask covers only part of the machine, scaled to that part). Linux only; elsewhere 0.
 - :func:`choose`: ``max(1, min(cap, usable - busy elsewhere))`` and why.
-- :class:`AutoThreads`: :func:`choose` cached for ``interval`` seconds (the engine's default).
+- :class:`AutoThreads`: :func:`choose` cached for ``interval`` seconds, backing off only when two
+  looks in a row say so (the engine's default).
 - :func:`manage_torch` / :func:`retune`: the same for torch's own thread pool (the commands'
   ``--threads auto``; a training loop calls :func:`retune` once per epoch).
 
@@ -102,10 +103,13 @@ def busy_elsewhere(looks: int = 3, gap_s: float = 0.0005) -> float:
         return 0.0
     counts = []
     for k in range(looks):
+        # this process's running threads before and after the machine's count: a pool thread that
+        # spun while the kernel counted and slept when we looked must not count as another's
+        own = _own_running()
         total = _procs_running()
         if total is None:
             return 0.0
-        counts.append(max(0, total - _own_running()))
+        counts.append(max(0, total - max(own, _own_running())))
         if k + 1 < looks:
             time.sleep(gap_s)
     counts.sort()
@@ -134,20 +138,36 @@ def describe(n: int, why: Dict[str, float]) -> str:
 
 
 class AutoThreads:
-    """:func:`choose` again at most every ``interval`` seconds; in between the last choice."""
+    """:func:`choose` again at most every ``interval`` seconds; in between the last choice. It starts
+    from ``cap`` (all the threads asked for); fewer are taken only when two looks in a row say so (a
+    kernel thread that ran for a moment is no reason to halve a run for a second), more at once."""
 
     def __init__(self, interval: float = 1.0):
         self.interval = interval
         self._at = -math.inf
         self._cap: Optional[int] = None
-        self._n = 1
+        self._n: Optional[int] = None
+        self._lower_seen = False
         self.why: Dict[str, float] = {}
 
     def get(self, cap: Optional[int] = None) -> int:
         now = time.monotonic()
         if now - self._at >= self.interval or cap != self._cap:
-            self._n, self.why = choose(cap)
+            n, why = choose(cap)
+            if cap != self._cap or self._n is None:
+                self._n, self._lower_seen = (cap if cap is not None else n), False  # a fresh start: optimistic
+            if n >= self._n or self._lower_seen:
+                self._n, self.why, self._lower_seen = n, why, False
+            else:
+                self._lower_seen, self.why = True, why  # fewer: only if the next look says so too
             self._at, self._cap = now, cap
+        return self._n
+
+    def start(self, cap: Optional[int] = None, gap_s: float = 0.01) -> int:
+        """A decided first choice: two looks ``gap_s`` apart, the larger of the two."""
+        (n1, w1), (n2, w2) = choose(cap), (time.sleep(gap_s), choose(cap))[1]
+        self._n, self.why = (n1, w1) if n1 >= n2 else (n2, w2)
+        self._at, self._cap, self._lower_seen = time.monotonic(), cap, False
         return self._n
 
 
@@ -164,7 +184,7 @@ def manage_torch(enable: bool = True, interval: float = 1.0) -> int:
         _torch_auto = None
         return torch.get_num_threads()
     _torch_auto = AutoThreads(interval)
-    n = _torch_auto.get(usable_cpus())
+    n = _torch_auto.start(usable_cpus())
     torch.set_num_threads(n)
     return n
 

@@ -78,27 +78,50 @@ def test_a_real_busy_process_is_seen():
         hog.wait()
 
 
-def test_engine_default_backs_off_and_a_fixed_count_does_not(monkeypatch):
+def test_engine_default_backs_off_with_torchs_pool_and_gives_it_back(monkeypatch):
+    """The short-call default: torch's count less the busy cores, torch's own pool lowered with it
+    and given back (up to the count it found) when the machine is quiet; a count the user sets
+    (engine or torch) is kept; long calls keep the user's count."""
     monkeypatch.setattr(T, "usable_cpus", lambda: 4)
     busy = {"n": 0.0}
     monkeypatch.setattr(T, "busy_elsewhere", lambda *a, **k: busy["n"])
     before = torch.get_num_threads()
     monkeypatch.setattr(cpu_backend, "_auto", T.AutoThreads(interval=0.0))
+    monkeypatch.setattr(cpu_backend, "_lowered", None)
     try:
         torch.set_num_threads(3)
-        assert cpu_backend.get_num_threads() == 3  # quiet: torch's count
+        assert cpu_backend.get_num_threads() == 3 and torch.get_num_threads() == 3  # quiet: torch's count
         busy["n"] = 2.0
-        assert cpu_backend.get_num_threads() == 2  # two of the four cores busy elsewhere
+        assert cpu_backend.get_num_threads() == 3  # one look: not yet
+        assert cpu_backend.get_num_threads() == 2 and torch.get_num_threads() == 2  # two of four cores busy
+        assert cpu_backend.long_call_threads() == 3  # the user's count for long calls
         busy["n"] = 4.0
-        assert cpu_backend.get_num_threads() == 1
+        cpu_backend.get_num_threads()
+        assert cpu_backend.get_num_threads() == 1 and torch.get_num_threads() == 1
+        busy["n"] = 0.0
+        assert cpu_backend.get_num_threads() == 3 and torch.get_num_threads() == 3  # given back, not more
+        busy["n"] = 2.0
         cpu_backend.set_num_threads(3)
-        assert cpu_backend.get_num_threads() == 3  # fixed by the user: no back-off
+        assert cpu_backend.get_num_threads() == 3 and torch.get_num_threads() == 3  # fixed: no back-off
         cpu_backend.set_num_threads(None)
-        torch.set_num_threads(1)
-        assert cpu_backend.get_num_threads() == 1
+        cpu_backend.get_num_threads()
+        assert cpu_backend.get_num_threads() == 2
+        torch.set_num_threads(1)  # the user's own change counts from now on
+        busy["n"] = 0.0
+        assert cpu_backend.get_num_threads() == 1 and torch.get_num_threads() == 1
+        assert cpu_backend.long_call_threads() == 1
     finally:
         cpu_backend.set_num_threads(None)
+        monkeypatch.setattr(cpu_backend, "_lowered", None)
         torch.set_num_threads(before)
+
+
+def test_back_off_needs_two_looks_in_a_row(monkeypatch):
+    seq = iter([2, 1, 2, 1, 1, 2])
+    monkeypatch.setattr(T, "choose", lambda cap=None: (next(seq), {"usable": 2, "busy_elsewhere": 0}))
+    a = T.AutoThreads(interval=0.0)
+    # 2 (first), 1 (a blip: kept 2), 2, 1 (kept), 1 (twice: taken), 2 (more: at once)
+    assert [a.get(2) for _ in range(6)] == [2, 2, 2, 2, 1, 2]
 
 
 def test_cached_choice_is_looked_at_again_after_its_interval(monkeypatch):
@@ -129,6 +152,7 @@ def test_manage_torch_and_retune(monkeypatch):
         assert T.retune() is None and T.managed() is None
         assert T.manage_torch(True, interval=0.0) == 2 and torch.get_num_threads() == 2
         busy["n"] = 1.0
+        assert T.retune() == 2  # one look: not yet
         assert T.retune() == 1 and torch.get_num_threads() == 1
         busy["n"] = 0.0
         assert T.retune() == 2 and torch.get_num_threads() == 2

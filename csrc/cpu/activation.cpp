@@ -152,7 +152,9 @@ template <typename Fn>
 void chunked(int64_t numel, int threads, Fn fn) {
     const int64_t nchunks = (numel + kChunk - 1) / kChunk;
     const int t = int(std::max<int64_t>(1, std::min<int64_t>(threads, nchunks)));
-#pragma omp parallel for num_threads(t) schedule(static) if (t > 1)
+// chunks handed out as threads come free (a descheduled thread delays only its chunk); elementwise:
+// the same bits for any thread count
+#pragma omp parallel for num_threads(t) schedule(dynamic) if (t > 1)
     for (int64_t ch = 0; ch < nchunks; ++ch) fn(ch * kChunk, std::min(numel, (ch + 1) * kChunk));
 }
 

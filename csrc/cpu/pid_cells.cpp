@@ -77,7 +77,9 @@ void pid_cells_run(const int32_t* bins, const double* thetas, int64_t N, int64_t
     {
         CellsWorkspace ws(joint, B, S, T, cells);
         std::vector<double> py(static_cast<size_t>(T)), R(static_cast<size_t>(T)), acc(static_cast<size_t>(A));
-#pragma omp for schedule(static)
+        // one neuron per work item, handed out as threads come free: a descheduled thread (a busy
+        // machine) delays only its own neuron; each neuron's result is its own (same bits for any count)
+#pragma omp for schedule(dynamic)
         for (int64_t nn = 0; nn < N; ++nn) {
             const int32_t* bn = bins + nn * B * n;
             const double* tn = thetas + nn * B * T;

@@ -356,7 +356,7 @@ template <typename T>
 void sample_pm1_run(const T* theta, T* out, int64_t numel, uint64_t seed, int threads) {
     const int64_t chunk = 8192;
     const int64_t nchunks = (numel + chunk - 1) / chunk;
-#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1 && nchunks > 1)
+#pragma omp parallel for num_threads(threads) schedule(dynamic) if (threads > 1 && nchunks > 1)
     for (int64_t c = 0; c < nchunks; ++c) {
         const int64_t lo = c * chunk, hi = std::min(numel, lo + chunk);
 #ifdef INFOMORPH_HAVE_AVX2_PATH

@@ -33,12 +33,16 @@ def set_threads(threads) -> None:
     follow the machine's load (:func:`threads_note` says the choice)."""
     import torch
 
-    t = engine().threads
+    ik = engine()
+    from infomorph_kernels import cpu_backend
+
     if threads is not None:
-        t.manage_torch(False)  # a fixed count stays fixed (an earlier auto in this process is undone)
+        ik.threads.manage_torch(False)  # a fixed count stays fixed (an earlier auto in this process is undone)
         torch.set_num_threads(threads)
+        cpu_backend.set_num_threads(threads)  # the engine's too (its default would back off)
         return
-    t.manage_torch(True)
+    cpu_backend.set_num_threads(None)
+    ik.threads.manage_torch(True)
 
 
 def threads_note():
