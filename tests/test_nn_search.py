@@ -577,7 +577,7 @@ def test_many_processes_open_one_fresh_database(tmp_path):
     """Six processes create the same fresh SQLite study database at once: all succeed."""
     code = (
         "import sys, time; sys.path.insert(0, sys.argv[3]);"
-        "from infomorph.search import SearchSettings, open_storage;"
+        "from infomorph.study import SearchSettings, open_storage;"
         "t = float(sys.argv[2]);"
         "time.sleep(max(0.0, t - time.time()));"
         "open_storage(SearchSettings(out='.', storage=sys.argv[1], study='s', sampler='random', prune='none',"
