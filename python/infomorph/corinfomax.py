@@ -124,10 +124,10 @@ class CorInfoMaxNet(nn.Module):
         states = [a.clone() for a in acts]
         # the input is fixed: its basal drive once, scaled by 1/eps (the step's factor)
         drive0 = torch.mm(x, self.wff(0).T).mul_(1.0 / eps)
-        eye = [torch.eye(n, dtype=x.dtype, device=x.device) for n in self.sizes[1:]]
         # the lateral terms with their constant parts folded in: hidden 2 gam B + g I, output gam B + (g - beta) I
-        lat = [self.lat(k).mul(2.0 * gam).add_(eye[k], alpha=g) for k in range(L - 1)]
-        lat.append(self.lat(L - 1).mul(gam).add_(eye[L - 1], alpha=g - beta))
+        lat = [self.lat(k).mul(2.0 * gam if k < L - 1 else gam) for k in range(L)]
+        for k, m in enumerate(lat):
+            m.diagonal().add_(g if k < L - 1 else g - beta)
         wff_t = [self.wff(k).T for k in range(L)]  # views, made once (not per step)
         wfb_t = [self.wfb(k).T for k in range(L)]
         for t in range(steps):
