@@ -48,6 +48,19 @@ def _data_cache(tmp_path_factory):
         os.environ["INFOMORPH_CACHE_DIR"] = saved
 
 
+@pytest.fixture(autouse=True)
+def _thread_state():
+    """Thread counts are process-wide (torch's pool, the CPU engine's fixed count and its back-off
+    record): a test that sets them (an in-process CLI run with --threads N, say) leaves the next test
+    the state it found, whatever order the suite runs in."""
+    from infomorph_kernels import cpu_backend
+
+    saved = (torch.get_num_threads(), cpu_backend._num_threads, cpu_backend._lowered)
+    yield
+    torch.set_num_threads(saved[0])
+    cpu_backend._num_threads, cpu_backend._lowered = saved[1], saved[2]
+
+
 @pytest.fixture
 def gen():
     """A seeded generator: every test draws fresh but reproducible inputs."""

@@ -88,6 +88,7 @@ def test_engine_default_backs_off_with_torchs_pool_and_gives_it_back(monkeypatch
     before = torch.get_num_threads()
     monkeypatch.setattr(cpu_backend, "_auto", T.AutoThreads(interval=0.0))
     monkeypatch.setattr(cpu_backend, "_lowered", None)
+    monkeypatch.setattr(cpu_backend, "_num_threads", None)  # the default, whatever ran before
     try:
         torch.set_num_threads(3)
         assert cpu_backend.get_num_threads() == 3 and torch.get_num_threads() == 3  # quiet: torch's count
