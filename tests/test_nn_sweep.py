@@ -11,7 +11,7 @@ import pytest
 
 import infomorph
 from infomorph.errors import UserError
-from infomorph.sweep import parse_seeds, strip_own_options, summarize
+from infomorph.sweep import parse_seeds, strip_own_options, summarize, write_summary
 from signals import run_and_signal
 
 PKG_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(infomorph.__file__)))
@@ -58,6 +58,21 @@ def test_summary_of_known_numbers(tmp_path):
     assert s["best_val_accuracy"]["min"] == 0.8 and s["best_val_accuracy"]["max"] == 0.95
     assert s["seconds_per_run"]["mean"] == 20.0
     assert s["runs"][1]["test_curve"] == pytest.approx([0.93, 0.94], abs=1e-12)
+
+
+def test_summary_of_runs_without_validation(tmp_path):
+    """--val-fraction 0: no validation accuracy in any epoch; the table says '-' there (it raised
+    KeyError at the end of a 50-epoch sweep)."""
+    dirs = []
+    for seed, test in ((0, 0.97), (1, 0.98)):
+        d = str(tmp_path / f"seed-{seed}")
+        _fake_run(d, seed, test, [None, None], 5.0)
+        dirs.append(d)
+    s = summarize(dirs)
+    assert not s["best_val_accuracy"]
+    write_summary(s, str(tmp_path))
+    row = open(tmp_path / "summary.md").read().splitlines()[-1]
+    assert row.startswith("| all seeds | 2 | 97.50 |") and row.endswith("| - | 5.0 |"), row
 
 
 def test_seed_sweep_resumes_after_a_killed_run(tmp_path):

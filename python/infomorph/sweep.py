@@ -280,8 +280,10 @@ def _row(name: str, s: Dict) -> str:
     if not t:
         return f"| {name} | 0 | - | - | - | - | - | - | - |"
     pct = lambda x: f"{100 * x:.2f}"  # noqa: E731
+    val = pct(v["mean"]) if v else "-"  # runs without a validation split (--val-fraction 0)
+    secs = f"{sec['mean']:.1f}" if sec else "-"
     return (f"| {name} | {t['n']} | {pct(t['mean'])} | {pct(t['median'])} | {pct(t['min'])} | {pct(t['max'])} | "
-            f"{pct(t['std'])} | {pct(v['mean'])} | {sec['mean']:.1f} |")
+            f"{pct(t['std'])} | {val} | {secs} |")
 
 
 TABLE_HEAD = ("| run | seeds | test mean % | median | min | max | std | best val mean % | s per run |\n"
