@@ -149,9 +149,7 @@ def pid_labels(
             sym = sym.reshape(B, G * n)
         h_t = _label_entropy(labels, K)
         red = _pid_groups_cpu(sym, idx, labels, K, L, n, h_t)
-        from .api import _result
-
-        return _result(red, torch.full((G,), h_t, dtype=torch.float64), None, n, None, "cpu")
+        return PIDResult.from_redundancies(red, torch.full((G,), h_t, dtype=torch.float64), backend="cpu")
     cells = K * L ** n
     chunk = max(1, _CELL_BUDGET // cells)
     lab = labels.to(torch.int64).to(sym.device)
@@ -178,9 +176,7 @@ def pid_labels(
             out["lm"].append((w * res.local_misinformative).sum(dims))
             out["pt"].append(pt)
     red, h_y = torch.cat(out["red"]), torch.cat(out["h_y"])
-    from .api import _result
-
-    result = _result(red, h_y, None, n, None, "reference_dense")
+    result = PIDResult.from_redundancies(red, h_y, backend="reference_dense")
     if per_label:
         result.label_informative = torch.cat(out["li"])
         result.label_misinformative = torch.cat(out["lm"])
@@ -206,20 +202,10 @@ def _label_entropy(labels: torch.Tensor, K: int) -> float:
 
 def _pid_groups_cpu(sym: torch.Tensor, idx: torch.Tensor, labels: torch.Tensor, K: int, L: int, n: int,
                     h_t: float) -> torch.Tensor:
-    """Redundancies [G, A] on the fused C++ group engine (csrc/cpu/pid_groups.h); h_t = H(label) bits."""
-    from . import cpu_backend
+    """Redundancies [G, A] on the fused C++ group engine; h_t = H(label) bits."""
+    from .cpu_backend import groups_kernel_cpu
 
-    ext = cpu_backend._load()
-    B, N = sym.shape
-    symT = sym.t().contiguous().to(torch.int32)  # [N, B]: each group reads n contiguous columns
-    lab = labels.to(torch.int32).contiguous().cpu()
-    g = idx.to(torch.int64).contiguous().cpu()
-    coef = torch.as_tensor(lattice.coef_matrix(n)).to(torch.int32).contiguous()
-    A = coef.shape[0]
-    red = torch.empty(g.shape[0], A, dtype=torch.float64)
-    ext.pid_groups(symT.data_ptr(), N, B, L, lab.data_ptr(), K, g.data_ptr(), g.shape[0], n, coef.data_ptr(), A,
-                   h_t, red.data_ptr(), cpu_backend.long_call_threads())
-    return red
+    return groups_kernel_cpu(sym, idx, labels, K, L, n, h_t, torch.as_tensor(lattice.coef_matrix(n)))
 
 
 def degree_of_synergy(n: int) -> torch.Tensor:

@@ -54,6 +54,14 @@ class PIDResult:
     local_misinformative: Optional[torch.Tensor] = None
     local_h_res: Optional[torch.Tensor] = None
 
+    @classmethod
+    def from_redundancies(cls, red: torch.Tensor, h_y: torch.Tensor, goal: Optional[torch.Tensor] = None,
+                          labels: Optional[Sequence[str]] = None, backend: str = "reference") -> "PIDResult":
+        """The result of redundancies ``red [..., n_atoms]`` (gamma order, bits) and H(Y) ``h_y [...]``:
+        atoms by the Moebius inversion, H_res = H(Y) - I(Y:S); n from the number of atoms."""
+        n = lattice.n_sources_of(red.shape[-1])
+        return _result(red, h_y, goal, n, labels, backend)
+
     def as_dict(self, index: int = 0) -> dict:
         """Atoms and H_res of one neuron (or batch element) by name, as Python floats."""
         row = self.atoms.reshape(-1, self.atoms.shape[-1])[index].tolist()
@@ -307,27 +315,18 @@ def _pid(sources, theta, bins, ranges, backend, gamma, labels, validate, local, 
     if local and name not in LOCAL_BACKENDS:
         raise ValueError(f"local=True is supported by backends {list(LOCAL_BACKENDS)}, not by {name!r}")
     compiling = torch.compiler.is_compiling()
-    if parts is not None and (name != "cpu" or local or compiling):
+    if parts is not None and (name != "cpu" or local or compiling):  # no path but the lean CPU call takes parts
         sources, parts = torch.stack(parts, -1), None
     # the CPU engine checks the values while it bins (no extra pass, no extra synchronization)
     engine_checks = validate and name == "cpu" and not compiling
     if validate and not engine_checks:
         _validate.validate_values(sources, theta)
     wg = _goal_weights(gamma, n, labels, device, validate)
-    if name in dispatch.REFERENCE_BACKENDS:
-        b = bin_indices(sources, binning)
-        fn = pid_samples if name == "reference" else pid_dense_samples
-        red, h_y = fn(b, theta, binning.nbins)
-        goal = None
-        if wg is not None:
-            wg = wg.to(red.dtype)
-            goal = red @ wg[:-1] + wg[-1] * h_y
-        if goal_only:
-            return goal
-        res = _result(red, h_y, goal, n, labels, name)
-        if local:
-            res = _with_local(res, *_reference_local(b, theta, binning.nbins, name))
-        return res
+    path = dispatch.route(name, local, compiling, wg is not None and wg.requires_grad)
+    if parts is not None and path != "cpu_goal":  # a goal being learned: the generic path
+        sources, parts = torch.stack(parts, -1), None
+    if path == "reference":
+        return _run_reference(sources, theta, binning, wg, n, labels, name, local, goal_only)
     if n > MAX_SOURCES_FUSED:
         raise ValueError(f"backend {name!r} serves up to {MAX_SOURCES_FUSED} sources, got {n}")
     coef, _ = _tables(n, device)
@@ -335,29 +334,27 @@ def _pid(sources, theta, bins, ranges, backend, gamma, labels, validate, local, 
     if not has_goal:
         wg = _no_goal(coef.shape[0], device)
     need_grad = has_goal and theta.requires_grad and torch.is_grad_enabled()
-    if name == "cpu" and not local and not compiling and not wg.requires_grad:
-        # the lean eager path: one engine call computes the goal too (autograd.CPUGoal); separate
-        # sources go in as they are (the engine's blocked transposition reads each in place)
+    if path == "cpu_goal":
+        # one engine call computes the goal too (autograd.CPUGoal); separate sources go in as they
+        # are (the engine's blocked transposition reads each in place)
         w, gamma_h = _split_weights(wg)
         x = tuple(p.detach().contiguous() for p in parts) if parts is not None else sources.detach().contiguous()
         goal, red, h_y = CPUGoal.apply(x, theta.contiguous(), binning, coef, w, gamma_h, need_grad, engine_checks)
         if goal_only:
             return goal
         return _result(red, h_y, goal if has_goal else None, n, labels, name)
-    if parts is not None:  # a goal being learned: the generic path
-        sources = torch.stack(parts, -1)
     args = (sources.detach().contiguous(), theta.contiguous(), binning.edges, binning.nbins, binning.clamp_lo,
             binning.clamp_hi, binning.adaptive, coef, wg, need_grad, name)
     loc = None
-    if local:
-        # one pass gives the local atoms and the redundancies; a goal's gradient needs the goal pass too
+    if path == "local":
+        # one pass gives the local atoms and the redundancies; a goal's gradient needs the fused pass too
         from .cpu_backend import local_kernel_cpu
 
         _, moebius = _tables(n, sources.device)
         red, h_y, *loc = local_kernel_cpu(args[0], theta.detach().contiguous(), binning, coef, moebius,
                                           check_values=engine_checks)
         goal = (red @ wg[:-1].to(red.dtype) + wg[-1].to(red.dtype) * h_y) if has_goal else None
-    if not local or need_grad:
+    if path != "local" or need_grad:
         if compiling:
             goal, red, h_y, _ = pid_fused(*args)
         else:
@@ -367,6 +364,23 @@ def _pid(sources, theta, bins, ranges, backend, gamma, labels, validate, local, 
     res = _result(red, h_y, goal if has_goal else None, n, labels, name)
     if loc is not None:
         res.local_informative, res.local_misinformative, res.local_atoms, res.local_h_res = loc
+    return res
+
+
+def _run_reference(sources, theta, binning, wg, n, labels, name, local, goal_only):
+    """The reference backends' path: per-sample ("reference") or dense ("reference_dense") sums."""
+    b = bin_indices(sources, binning)
+    fn = pid_samples if name == "reference" else pid_dense_samples
+    red, h_y = fn(b, theta, binning.nbins)
+    goal = None
+    if wg is not None:
+        wg = wg.to(red.dtype)
+        goal = red @ wg[:-1] + wg[-1] * h_y
+    if goal_only:
+        return goal
+    res = _result(red, h_y, goal, n, labels, name)
+    if local:
+        res = _with_local(res, *_reference_local(b, theta, binning.nbins, name))
     return res
 
 

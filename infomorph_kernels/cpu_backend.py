@@ -317,3 +317,22 @@ def cells_kernel_cpu(bins: torch.Tensor, thetas: torch.Tensor, nbins: Sequence[i
                   dth.data_ptr() if dth is not None else 0,
                   long_call_threads() if num_threads is None else int(num_threads))  # fmt: skip
     return red, h_y, goal, (dth.permute(1, 0, 2) if dth is not None else None)
+
+
+def groups_kernel_cpu(sym: torch.Tensor, idx: torch.Tensor, labels: torch.Tensor, K: int, L: int, n: int,
+                      h_t: float, coef: torch.Tensor) -> torch.Tensor:
+    """Redundancies ``[G, A]`` (float64) of groups of discrete neurons about a label on the group
+    engine (csrc/cpu/pid_groups.h): ``sym [B, N]`` symbols in 0..L-1, ``idx [G, n]`` the neurons of
+    each group, ``labels [B]`` in 0..K-1, ``h_t`` = H(label) in bits, ``coef`` the int32 coefficient
+    table of n sources. A long call: the user's thread count (see the module's text)."""
+    mod = _require()
+    B, N = sym.shape
+    symT = sym.t().contiguous().to(torch.int32)  # [N, B]: each group reads n contiguous columns
+    lab = labels.to(torch.int32).contiguous().cpu()
+    g = idx.to(torch.int64).contiguous().cpu()
+    coef = coef.to(torch.int32).contiguous()
+    A = coef.shape[0]
+    red = torch.empty(g.shape[0], A, dtype=torch.float64)
+    mod.pid_groups(symT.data_ptr(), N, B, L, lab.data_ptr(), K, g.data_ptr(), g.shape[0], n, coef.data_ptr(), A,
+                   h_t, red.data_ptr(), long_call_threads())
+    return red

@@ -24,14 +24,14 @@ from typing import Sequence, Tuple
 
 import torch
 
-from . import _ext
+from . import _ext, lattice
 from ._validate import int_list, kernel_tensor
 
 _BUILD_HINT = (
     "build it with `pip install --no-build-isolation -e .` with nvcc on PATH (or CUDA_HOME set to the "
     "CUDA toolkit; INFOMORPH_FORCE_CUDA=1 makes a missing nvcc an error)"
 )
-MAX_SOURCES = 4
+MAX_SOURCES = lattice.MAX_SOURCES_FUSED  # = kMaxSources of csrc/common/pid_common.h
 WORKSPACE_BYTES = int(os.environ.get("INFOMORPH_CUDA_WORKSPACE_BYTES", str(512 << 20)))
 
 

@@ -1,4 +1,6 @@
-"""Backend choice, per call, from the tensors' device.
+"""The one place that chooses how a call runs: the backend, per call, from the tensors' device
+(:func:`choose`), then the path through it (:func:`route`); :mod:`.api` checks the arguments and
+runs the path named here.
 
 ``backend="auto"`` picks the fastest backend available for the device; a backend named explicitly
 that cannot run raises, saying what is missing and how to get it (no silent fallback).
@@ -97,6 +99,32 @@ def _choose(backend: str, device_type: str) -> str:
     if not ok:
         raise RuntimeError(f"backend {backend!r} cannot run: {why}")
     return backend
+
+
+# The paths of a layer call (api.pid / pid_goal), one per real difference in what runs:
+#   "reference"  the pure-torch oracle ("reference", "reference_dense"): per-sample or dense sums
+#   "local"      the CPU engine's local-atoms pass (plus "fused" for a goal's gradient)
+#   "traced"     the custom op infomorph_kernels::pid_fused, which torch.compile traces through
+#   "cpu_goal"   the CPU engine's lean eager call for a fixed goal (autograd.CPUGoal): one engine
+#                call gives the goal too, with none of the generic op's argument plumbing
+#   "fused"      the fused kernel of any backend with its eager autograd twin (autograd.PIDFused):
+#                GPU backends, and a goal being learned (weights that need a gradient)
+ROUTES = ("reference", "local", "traced", "cpu_goal", "fused")
+
+
+def route(name: str, local: bool, compiling: bool, learned_goal: bool) -> str:
+    """The path a call on backend ``name`` (as :func:`choose` returned it) takes: see ROUTES.
+    ``local``: local atoms asked for; ``compiling``: inside a torch.compile trace;
+    ``learned_goal``: the goal's weights need a gradient."""
+    if name in REFERENCE_BACKENDS:
+        return "reference"
+    if local:
+        return "local"
+    if compiling:
+        return "traced"
+    if name == "cpu" and not learned_goal:
+        return "cpu_goal"
+    return "fused"
 
 
 def kernel(name: str) -> Callable:

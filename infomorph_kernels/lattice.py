@@ -132,6 +132,14 @@ def n_atoms(n: int) -> int:
     return len(antichains(n))
 
 
+def n_sources_of(n_atoms_: int) -> int:
+    """The number of sources whose lattice has ``n_atoms_`` atoms (1, 4, 18, 166, 7579)."""
+    for n in range(1, MAX_SOURCES + 1):
+        if n_atoms(n) == n_atoms_:
+            return n
+    raise ValueError(f"no lattice of 1..{MAX_SOURCES} sources has {n_atoms_} atoms")
+
+
 def atom_names(n: int, labels: Optional[Sequence[str]] = None) -> List[str]:
     """Atom names in gamma order (without H_res)."""
     if labels is not None and len(labels) != _check_n(n):
