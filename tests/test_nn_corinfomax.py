@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from infomorph.cli import main
-from infomorph.corinfomax import DEFAULTS, CorInfoMaxNet
+from infomorph.corinfomax import DATASET_SETTINGS, DEFAULTS, CorInfoMaxNet, settings_for
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -111,6 +111,28 @@ def test_lateral_matrix_stays_the_inverse_of_the_running_correlation():
     assert rel(start) > 0.2, rel(start)
     assert rel(net.lat(0)) < 3e-3, rel(net.lat(0))
     torch.testing.assert_close(net.lat(0), net.lat(0).T, rtol=0, atol=1e-12)
+
+
+def test_settings_per_data_set_and_the_rate_schedule():
+    """The authors' settings per data set reach the model that a run builds, and the learning-rate
+    schedule is theirs: lr * base ** e (e from 0), base from the phase that epoch e is in."""
+    from infomorph.config import TrainConfig
+    from infomorph.train import build_from_config
+
+    for dataset in ("mnist", "fashion-mnist", "cifar10"):
+        cfg = TrainConfig(dataset=dataset, hidden=[7], model="corinfomax")
+        net = build_from_config(cfg, 12, 3)
+        assert net.s == settings_for(dataset) == dict(DEFAULTS, **DATASET_SETTINGS.get(dataset, {}))
+    fashion = build_from_config(TrainConfig(dataset="fashion-mnist", hidden=[7], model="corinfomax"), 12, 3)
+    assert fashion.s["lr_ff"] == (0.3, 0.22) and fashion.s["hopfield_g"] == 0.3 and fashion.s["neural_lr_start"] == 0.07
+    expect = {1: 1.0, 2: 0.95, 20: 0.95 ** 19, 21: 0.9 ** 20, 25: 0.9 ** 24, 26: 0.8 ** 25, 50: 0.8 ** 49}
+    for epoch, scale in expect.items():
+        fashion.start_epoch(epoch)
+        assert fashion.rate_scale == pytest.approx(scale, rel=1e-12), epoch
+    mnist = CorInfoMaxNet(12, [7], 3)
+    for epoch, scale in {1: 1.0, 15: 0.95 ** 14, 16: 0.9 ** 15, 50: 0.9 ** 49}.items():
+        mnist.start_epoch(epoch)
+        assert mnist.rate_scale == pytest.approx(scale, rel=1e-12), epoch
 
 
 def test_evaluation_batches_do_not_change_predictions():

@@ -156,7 +156,7 @@ def _run(args, argv: List[str]) -> int:
             raise UserError("--hidden-lr/--output-lr set the infomorphic layers' rates; --backprop trains with its own (1e-3)")
         if args.model == "corinfomax" and (args.hidden_lr is not None or args.output_lr is not None):
             raise UserError("--hidden-lr/--output-lr set the infomorphic layers' rates; --model corinfomax has its own "
-                            "rule and rates (corinfomax.DEFAULTS)")
+                            "rule and rates (corinfomax.DEFAULTS, per data set DATASET_SETTINGS)")
         cfg = config_from_args(args, goal=args.goal, seed=args.seed, backprop=args.backprop,
                                backprop_loss=args.backprop_loss, keep_checkpoints=keep)
         set_threads(args.threads)

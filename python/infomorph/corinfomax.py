@@ -30,7 +30,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 from torch import nn
 
-# the authors' settings (their MNIST notebook; the MNIST/Fashion-MNIST scripts sweep around them)
+# the authors' settings: their MNIST simulation script (Simulations/Classification/CorInfoMax/
+# CorInfoMax_MNIST_Simulation_V1.py, its first setting; the MNIST notebook's too), ...
 DEFAULTS: Dict[str, object] = {
     "lambda_": 0.99999,  # forgetting factor of the correlation estimate
     "epsilon": 0.15,  # prediction-error variance: the basal/apical weights 1/epsilon
@@ -43,10 +44,38 @@ DEFAULTS: Dict[str, object] = {
     "beta": 1.0,  # nudging strength (its sign drawn per batch)
     "lr_ff": (1.0, 0.7),  # learning rates of the forward weights, per layer (the last repeats for deeper nets)
     "lr_fb": (0.15, 0.15),  # of the backward weights (layer 1's is unused: no prediction of the input)
-    "lr_decay": 0.95,  # per epoch, for the first `decay_epochs` epochs ...
-    "decay_epochs": 15,
-    "lr_decay_late": 0.9,  # ... then rates are lr * lr_decay_late ** epoch (the authors' schedule)
+    # the rates of epoch e (from 0) are lr * base ** e, base from the last (first epoch, base) pair with
+    # first epoch <= e: the authors' schedule (0.95 per epoch, from epoch 15 on 0.9 per epoch)
+    "lr_schedule": ((0, 0.95), (15, 0.9)),
 }
+# ... and what differs for a data set: their Fashion-MNIST simulation script
+# (CorInfoMax_FashionMNIST_Simulation_V1.py, its first setting), whose 10 seeds the paper reports
+# (88.14 +- 0.16 %). At the MNIST settings Fashion-MNIST diverges after a few epochs (86 % at epoch 4,
+# 35 % at epoch 7, measured here).
+DATASET_SETTINGS: Dict[str, Dict[str, object]] = {
+    "fashion-mnist": {
+        "lr_ff": (0.3, 0.22),
+        "lr_fb": (0.07, 0.07),  # theirs: (nan, 0.07); layer 1's is unused
+        "neural_lr_start": 0.07,
+        "hopfield_g": 0.3,
+        "lr_schedule": ((0, 0.95), (20, 0.9), (25, 0.8)),
+    },
+    # their CIFAR-10 script (CorInfoMax_CIFAR10_Simulation_V1.py, first setting; 3072-1000-10, so
+    # --hidden 1000): a constant step size of the dynamics (decay 0). Their loader normalizes each
+    # channel by its mean and 3 standard deviations; here the pixels are in [0, 1] as for MNIST.
+    "cifar10": {
+        "lr_ff": (0.08, 0.04),
+        "lr_fb": (0.04, 0.04),  # theirs: (nan, 0.04)
+        "neural_lr_start": 0.05,
+        "neural_lr_decay": 0.0,
+        "hopfield_g": 0.1,
+    },
+}
+
+
+def settings_for(dataset: str) -> Dict[str, object]:
+    """The authors' settings for a data set (DEFAULTS with DATASET_SETTINGS' changes)."""
+    return dict(DEFAULTS, **DATASET_SETTINGS.get(dataset, {}))
 DEFAULT_BATCH_SIZE = 20
 DEFAULT_EPOCHS = 50
 EVAL_BATCH = 1000  # evaluation batches (free dynamics only: any batch size gives the same predictions)
@@ -107,8 +136,8 @@ class CorInfoMaxNet(nn.Module):
     def start_epoch(self, epoch: int) -> None:
         """The authors' schedule (epoch counted from 1 here, from 0 in theirs)."""
         e = epoch - 1
-        s = self.s
-        self.rate_scale = float(s["lr_decay"]) ** e if e < int(s["decay_epochs"]) else float(s["lr_decay_late"]) ** e
+        base = [b for first, b in self.s["lr_schedule"] if first <= e][-1]
+        self.rate_scale = float(base) ** e
 
     def _neural_lr(self, t: int) -> float:
         s = self.s

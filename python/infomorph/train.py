@@ -68,9 +68,9 @@ def evaluate(model, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024) ->
 def build_from_config(cfg: TrainConfig, in_features: int, n_classes: int):
     """The model a config describes (goals from the resolved vectors)."""
     if cfg.model == "corinfomax":
-        from .corinfomax import CorInfoMaxNet
+        from .corinfomax import CorInfoMaxNet, settings_for
 
-        return CorInfoMaxNet(in_features, cfg.hidden, n_classes)
+        return CorInfoMaxNet(in_features, cfg.hidden, n_classes, **settings_for(cfg.dataset))
     if cfg.backprop:
         return build_model(cfg.setup, cfg.hidden, in_features, n_classes, backprop=True, lateral_k=cfg.lateral_k,
                            activation=cfg.activation, passes=cfg.passes, mask_seed=cfg.seed,
