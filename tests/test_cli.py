@@ -60,6 +60,17 @@ def test_cli_errors(capsys):
     capsys.readouterr()
 
 
+def test_console_script_names_itself(capsys, monkeypatch):
+    """pip's ``infomorph`` command names itself in its one-line errors and usage, ``python -m`` its own."""
+    from infomorph.cli import console
+
+    monkeypatch.setattr(sys, "argv", ["infomorph", "train", "--setup", "4"])
+    with pytest.raises(SystemExit) as e:
+        console()
+    assert e.value.code == 2 and capsys.readouterr().err.startswith("infomorph train: error: argument --setup")
+    assert build_parser().format_usage().startswith("usage: python -m infomorph")
+
+
 def test_cli_learning_rates(tmp_path, capsys):
     """--hidden-lr / --output-lr reach the run's config (and its optimizer); bad values and
     --backprop with them end with one line and exit 2."""

@@ -19,8 +19,8 @@ from .search import add_search_parser
 from .train import train
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = Parser(prog="python -m infomorph", description="Infomorphic networks on the I_sx PID engine.")
+def build_parser(prog: str = "python -m infomorph") -> argparse.ArgumentParser:
+    p = Parser(prog=prog, description="Infomorphic networks on the I_sx PID engine.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
     t = sub.add_parser("train", help="train a network and write results.json, a checkpoint and plots")
     t.add_argument("--goal", default="optimized", help="hidden goal: heuristic, optimized, or a .yaml/.json file")
@@ -82,9 +82,9 @@ def follow_parent() -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: Optional[List[str]] = None, prog: str = "python -m infomorph") -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(argv)
+    args = build_parser(prog).parse_args(argv)
     follow_parent()
     keep_freed_memory()  # no page faults re-mapping each step's buffers (_malloc.py)
     try:
@@ -203,5 +203,5 @@ def _run_shared(args, argv: List[str]) -> int:
 
 def console() -> None:
     """The ``infomorph`` console script (pip installs it beside ``python -m infomorph``)."""
-    sys.exit(main())
+    sys.exit(main(prog="infomorph"))
 
