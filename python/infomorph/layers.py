@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from ._engine import engine
-from .activations import Activation
+from .activations import Activation, FeedforwardActivation
 from .goals import GoalSpec, resolve_goal
 
 Ranges = Union[str, Tuple[float, float], Sequence[Tuple[float, float]]]
@@ -83,6 +83,11 @@ def sparse_lateral_mask(n: int, k: int, generator: Optional[torch.Generator] = N
     mask = torch.zeros((n, n), dtype=torch.bool)
     mask.scatter_(1, idx, True)
     return mask
+
+
+def lateral_mask(n: int, k: Optional[int], generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """A layer's lateral mask: every other neuron (``k`` None) or ``k`` of them drawn per neuron."""
+    return no_self_mask(n) if k is None else sparse_lateral_mask(n, k, generator)
 
 
 class InfomorphicLayer(nn.Module):
@@ -265,3 +270,21 @@ class InfomorphicLayer(nn.Module):
             f"sources={self.source_names}, bins={self.bins}, ranges={self.ranges}, "
             f"goal={'none' if self.gamma is None else 'set'}"
         )
+
+
+def output_layer(n_in: int, n_classes: int, gamma, bins, ranges, backend) -> InfomorphicLayer:
+    """The bivariate output layer: feedforward from the last hidden layer, context = each neuron's
+    own label element (fixed weight 1, no bias)."""
+    eye = torch.eye(n_classes)
+    return InfomorphicLayer(
+        (n_in, n_classes),
+        n_classes,
+        FeedforwardActivation(),
+        gamma=gamma,
+        masks=(None, eye.bool()),
+        bias=(True, False),
+        fixed=(None, eye),  # context = own label element, fixed weight 1
+        bins=bins,
+        ranges=ranges,
+        backend=backend,
+    )

@@ -33,9 +33,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .activations import FeedforwardActivation, make_activation
+from .activations import make_activation
 from .goals import GoalSpec
-from .layers import InfomorphicLayer, LayerOutput, no_self_mask, sample_pm1, sparse_lateral_mask
+from .layers import InfomorphicLayer, LayerOutput, lateral_mask, output_layer, sample_pm1
 
 DEFAULT_HIDDEN_OPTIM = {"lr": 0.002, "weight_decay": 0.00035}
 DEFAULT_OUTPUT_OPTIM = {"lr": 0.003, "weight_decay": 0.00015}
@@ -49,26 +49,6 @@ def read_out(theta: torch.Tensor, invert: bool = True) -> torch.Tensor:
         return theta
     inverted = theta.mean(dim=0) >= 0.5
     return torch.where(inverted, 1.0 - theta, theta)
-
-
-def _lateral_mask(n: int, k: Optional[int], generator: Optional[torch.Generator]) -> torch.Tensor:
-    return no_self_mask(n) if k is None else sparse_lateral_mask(n, k, generator)
-
-
-def _make_output_layer(n_in: int, n_classes: int, gamma, bins, output_range, backend) -> InfomorphicLayer:
-    eye = torch.eye(n_classes)
-    return InfomorphicLayer(
-        (n_in, n_classes),
-        n_classes,
-        FeedforwardActivation(),
-        gamma=gamma,
-        masks=(None, eye.bool()),
-        bias=(True, False),
-        fixed=(None, eye),  # context = own label element, fixed weight 1
-        bins=bins,
-        ranges=output_range,
-        backend=backend,
-    )
 
 
 class InfomorphicNet(nn.Module):
@@ -144,7 +124,7 @@ class InfomorphicNet(nn.Module):
         for i, n in enumerate(hidden):
             n_ctx = 2 * n_classes if context == "label+feedback" and i == len(hidden) - 1 else n_classes
             fan_in = [(n_in, n_ctx, n)[j] for j in self._slots]
-            masks = [_lateral_mask(n, lateral_k, gen) if ch == "L" else None for ch in hidden_sources]
+            masks = [lateral_mask(n, lateral_k, gen) if ch == "L" else None for ch in hidden_sources]
             layers.append(
                 InfomorphicLayer(
                     fan_in,
@@ -160,7 +140,7 @@ class InfomorphicNet(nn.Module):
             )
             n_in = n
         self.hidden = nn.ModuleList(layers)
-        self.output = _make_output_layer(n_in, n_classes, output_goal, bins, output_range, backend)
+        self.output = output_layer(n_in, n_classes, output_goal, bins, output_range, backend)
 
     @property
     def layers(self) -> List[InfomorphicLayer]:
@@ -309,12 +289,12 @@ class BackpropNet(nn.Module):
             layers.append(
                 InfomorphicLayer(
                     (n_in, n_classes, n), n, make_activation(activation, 3),
-                    masks=(None, None, _lateral_mask(n, lateral_k, gen)),
+                    masks=(None, None, lateral_mask(n, lateral_k, gen)),
                 )
             )
             n_in = n
         self.hidden = nn.ModuleList(layers)
-        self.output = _make_output_layer(n_in, n_classes, None, 20, "adaptive", "auto")
+        self.output = output_layer(n_in, n_classes, None, 20, "adaptive", "auto")
 
     @property
     def layers(self) -> List[InfomorphicLayer]:
