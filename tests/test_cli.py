@@ -11,13 +11,6 @@ import infomorph
 from infomorph.cli import build_parser, main
 
 
-@pytest.fixture(autouse=True)
-def _restore_threads():
-    n = torch.get_num_threads()
-    yield
-    torch.set_num_threads(n)
-
-
 ARGS = ["train", "--dataset", "synthetic", "--hidden", "8", "--batch-size", "64", "--limit-train", "160",
         "--limit-test", "100", "--seed", "1", "--no-progress", "--threads", "1"]
 

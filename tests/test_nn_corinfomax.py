@@ -15,13 +15,6 @@ from infomorph.corinfomax import DATASET_SETTINGS, DEFAULTS, CorInfoMaxNet, sett
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-@pytest.fixture(autouse=True)
-def _threads():
-    n = torch.get_num_threads()
-    yield
-    torch.set_num_threads(n)
-
-
 def _plain_step(net, x, y, beta):
     """The model's equations written out as the paper and the authors' code state them: neurons in
     columns [n, batch], every product recomputed, one layer after the other (float64)."""
