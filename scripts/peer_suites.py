@@ -250,6 +250,8 @@ def main(argv=None) -> int:
     p.add_argument("--epochs", type=int, default=1000, help="nninfo's demo training epochs (default: the demo's 1000)")
     p.add_argument("--chapters", type=int, default=30, help="its log-spaced checkpoints, each measured (default: the demo's 30)")
     a = p.parse_args(argv)
+    if a.epochs < 1 or a.chapters < 1:
+        p.error(f"--epochs and --chapters must be >= 1, got {a.epochs} and {a.chapters}")
     if not (a.idtxl or a.sxpid or a.dit or a.nninfo):
         p.error("name at least one of --idtxl PATH, --sxpid PATH, --dit, --nninfo PATH")
     if a.nninfo:
